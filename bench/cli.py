@@ -1,0 +1,126 @@
+"""The `bench` command. Heavy imports (torch, mlflow, ray) happen inside subcommands, so --help is fast."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from bench.errors import BenchError
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="train and evaluate methods on a suite's tasks (default: the toy suite)")
+    p.add_argument("--suite", help="suite name (see `bench list suites`); default: toy")
+    p.add_argument("--folder", help="run on your own ImageFolder tree: DIR/{train,val,test,<ood splits>}/<class>/*")
+    p.add_argument("--tasks", help="comma-separated task names of the suite (default: all)")
+    p.add_argument("--methods", help="comma-separated methods, e.g. zeroshot,lp,ft,lpft,flyp,wiseft")
+    p.add_argument("--model", help="open_clip architecture (see `bench list models`)")
+    p.add_argument("--pretrained", help="open_clip pretrained tag, or a local checkpoint file (none: random init)")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyperparameter for all methods (lr=3e-5) or one (flyp.epochs=5); repeatable")
+    p.add_argument("--config", help="YAML file with any of: suite, tasks, methods, seeds, model, pretrained, hparams")
+    p.add_argument("--experiment", help="MLflow experiment name (default: the suite's name)")
+    p.add_argument("--wise-ft", action="store_true", help="apply WiSE-FT to every finetuning method of the run")
+    p.add_argument("--data-root", help="dataset root (sets BENCH_DATA)")
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
+    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
+    p.add_argument("--eval-batch-size", type=int, default=256)
+    p.add_argument("--dry-run", action="store_true", help="print the jobs and exit")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bench", description="Finetune zero-shot image-text models and measure ID/OOD results.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    lst = sub.add_parser("list", help="list registered methods, datasets, suites or models")
+    lst.add_argument("what", choices=["methods", "datasets", "suites", "models"])
+    ui = sub.add_parser("ui", help="start the MLflow UI on this project's store (127.0.0.1)")
+    ui.add_argument("--port", type=int, default=5000)
+    return parser
+
+
+def cmd_run(args) -> int:
+    if args.data_root:
+        os.environ["BENCH_DATA"] = args.data_root
+    from bench.plan import build_plan
+    from bench.runtime import default_workers
+
+    runtime = {"device": args.device, "eval_batch_size": args.eval_batch_size,
+               "workers": default_workers() if args.workers is None else args.workers}
+    plan = build_plan(suite=args.suite, folder=args.folder, tasks=args.tasks, methods=args.methods, model=args.model,
+                      pretrained=args.pretrained, seeds=args.seeds, sets=args.sets, config=args.config,
+                      experiment=args.experiment, wise_ft=args.wise_ft, runtime=runtime)
+    print_plan(plan)
+    if args.dry_run:
+        return 0
+    from bench.runner import execute
+    from bench.summary_table import format_tables
+    from bench.tracking import tracking_uri
+
+    results = execute(plan)
+    print()
+    print(format_tables(results, plan.tasks))
+    print(f"\nMLflow: experiment '{plan.experiment}' in {tracking_uri()}  (browse with `bench ui`)")
+    return 0
+
+
+def print_plan(plan) -> None:
+    print(f"suite {plan.suite}: {len(plan.jobs)} job(s)"
+          + (f" + WiSE-FT over {','.join(plan.wiseft_bases)} ({len(plan.alphas)} alphas)" if plan.wiseft_bases else ""))
+    for job in plan.jobs:
+        hp = job.hparams
+        brief = ", ".join(f"{k}={hp[k]}" for k in ("lr", "wd", "batch_size", "epochs", "warmup") if k in hp)
+        print(f"  {job.run_key}  {job.task:<14} {job.method:<9} seed {job.seed}  {brief}")
+
+
+def cmd_list(args) -> int:
+    if args.what == "methods":
+        from bench.methods import METHODS
+
+        for name in METHODS.names():
+            meta = METHODS._meta[name]
+            print(f"{name:<10} {meta.get('label', '')}{'  (derived: interpolates finished runs)' if meta.get('derived') else ''}")
+    elif args.what == "datasets":
+        from bench.datasets import DATASETS
+
+        for name in DATASETS.names():
+            print(f"{name:<14} {DATASETS._meta[name].get('about', '')}")
+    elif args.what == "suites":
+        from bench.suites import load_suite, suite_names
+
+        for name in suite_names():
+            suite = load_suite(name)
+            print(f"{name:<20} tasks: {', '.join(suite['tasks'])}")
+    else:
+        from bench.models import model_names
+
+        print("\n".join(model_names()))
+    return 0
+
+
+def cmd_ui(args) -> int:
+    import subprocess
+
+    from bench.tracking import artifact_root, tracking_uri
+
+    uri = tracking_uri()
+    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}")
+    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                            "--default-artifact-root", artifact_root().as_uri(), "--host", "127.0.0.1",
+                            "--port", str(args.port)])
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except BenchError as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return 130

@@ -1,0 +1,37 @@
+"""Device choice, seeding and environment facts recorded with every run."""
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+
+import numpy as np
+import torch
+
+
+def pick_device(requested: str | None = None) -> torch.device:
+    if requested and requested != "auto":
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def derive_seed(*parts) -> int:
+    """A 31-bit seed from any parts (job seed, epoch, purpose), stable across processes and Python runs."""
+    return int(hashlib.sha256(repr(parts).encode()).hexdigest()[:8], 16) & 0x7FFFFFFF
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2 ** 32))
+    torch.manual_seed(seed)
+
+
+def environment_tags(device: torch.device) -> dict:
+    tags = {"bench.torch": torch.__version__, "bench.device": str(device), "bench.threads": torch.get_num_threads()}
+    if device.type == "cuda":
+        tags["bench.gpu"] = torch.cuda.get_device_name(device)
+    return tags
+
+
+def default_workers() -> int:
+    return min(4, max(0, (os.cpu_count() or 1) - 1))

@@ -1,0 +1,123 @@
+"""Suites: YAML files shipped in bench/suites/ naming tasks, methods, model, seeds and hyperparameters.
+
+    name: toy
+    model: {arch: toy-clip, pretrained: default}
+    seeds: [0]
+    methods: [zeroshot, lp, ft, lpft, flyp, wiseft]
+    hparams: {epochs: 3, flyp.lr: 1e-4}          # every task; `method.key` scopes to one method
+    tasks:
+      toy-shift:
+        dataset: toy-shift                          # or {name: folder, root: DIR, ...loader options}
+        train: train                                # split names of the dataset
+        val: id_val                                 # ID validation: model selection
+        id: [id_test]                               # ID test sets
+        ood: [v2, sketch, {split: x, dataset: other, name: shown-name, metric: macro_f1}]
+        metric: top1                                # default metric of every set of the task
+        hparams: {lr: 3e-4}
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.errors import BenchError, unknown_name
+
+SUITE_DIR = Path(__file__).parent / "suites"
+SUITE_KEYS = {"name", "description", "experiment", "model", "seeds", "methods", "hparams", "tasks", "wiseft"}
+TASK_KEYS = {"dataset", "train", "val", "id", "ood", "metric", "hparams", "description"}
+SET_KEYS = {"split", "dataset", "name", "metric"}
+DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]
+
+
+def suite_names() -> list[str]:
+    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml"))
+
+
+def load_suite(name: str) -> dict:
+    path = SUITE_DIR / f"{name}.yaml"
+    if not path.is_file():
+        raise unknown_name("suite", name, suite_names())
+    return validate_suite(load_yaml(path), str(path))
+
+
+def load_yaml(path: Path) -> dict:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"Config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BenchError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BenchError(f"{path} must hold a YAML mapping at the top level.")
+    return data
+
+
+def _check_keys(data: dict, allowed: set, where: str) -> None:
+    extra = sorted(set(data) - allowed)
+    if extra:
+        raise BenchError(f"{where}: unknown key(s) {extra}; allowed keys: {sorted(allowed)}.")
+
+
+def validate_suite(suite: dict, where: str) -> dict:
+    _check_keys(suite, SUITE_KEYS, where)
+    if not isinstance(suite.get("tasks"), dict) or not suite["tasks"]:
+        raise BenchError(f"{where}: 'tasks' must map task names to task definitions.")
+    suite.setdefault("name", Path(where).stem)
+    suite.setdefault("seeds", [0])
+    suite.setdefault("hparams", {})
+    suite.setdefault("wiseft", {})
+    suite["wiseft"].setdefault("alphas", DEFAULT_ALPHAS)
+    for task_name, task in suite["tasks"].items():
+        suite["tasks"][task_name] = normalise_task(task, f"{where}: task '{task_name}'")
+    return suite
+
+
+def normalise_task(task: dict, where: str) -> dict:
+    if not isinstance(task, dict):
+        raise BenchError(f"{where} must be a mapping.")
+    _check_keys(task, TASK_KEYS, where)
+    for key in ("dataset", "train", "val"):
+        if key not in task:
+            raise BenchError(f"{where} needs '{key}'.")
+    dataset = task["dataset"]
+    task["dataset"] = {"name": dataset} if isinstance(dataset, str) else dict(dataset)
+    if "name" not in task["dataset"]:
+        raise BenchError(f"{where}: 'dataset' needs a 'name'.")
+    task.setdefault("metric", "top1")
+    task.setdefault("hparams", {})
+    task["val"] = _eval_set(task["val"], task, where)
+    for role in ("id", "ood"):
+        entries = task.get(role) or []
+        task[role] = [_eval_set(e, task, where) for e in (entries if isinstance(entries, list) else [entries])]
+    return task
+
+
+def _eval_set(entry, task: dict, where: str) -> dict:
+    entry = {"split": entry} if isinstance(entry, str) else dict(entry)
+    _check_keys(entry, SET_KEYS, f"{where}, eval set {entry}")
+    if "split" not in entry:
+        raise BenchError(f"{where}: eval set {entry} needs a 'split'.")
+    if "dataset" in entry:
+        ds = entry["dataset"]
+        entry["dataset"] = {"name": ds} if isinstance(ds, str) else dict(ds)
+        entry.setdefault("name", entry["dataset"]["name"])
+    else:
+        entry["dataset"] = dict(task["dataset"])
+        entry.setdefault("name", entry["split"])
+    entry.setdefault("metric", task["metric"])
+    return entry
+
+
+def folder_task(root: str) -> tuple[str, dict]:
+    """An ad-hoc task for `bench run --folder DIR`: train/val/test splits, every other split is OOD."""
+    from bench.datasets.folder import FolderDataset
+
+    ds = FolderDataset(root)
+    splits = [s for s in ds.split_names() if s not in ("train", "val", "test")]
+    if "test" not in ds.split_names():
+        raise BenchError(f"Folder dataset {ds.root} needs a 'test' split for ID evaluation.")
+    task = {"dataset": {"name": "folder", "root": str(ds.root)}, "train": "train", "val": "val",
+            "id": ["test"], "ood": splits}
+    return ds.root.name, normalise_task(task, f"--folder {root}")

@@ -1,0 +1,72 @@
+"""Turn a task definition (from a suite) into datasets: the training split and the evaluation sets."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.config import data_root
+from bench.datasets import DATASETS
+from bench.datasets.base import DatasetSource
+
+_SOURCES: dict[str, DatasetSource] = {}
+
+
+def dataset_source(spec: dict) -> DatasetSource:
+    """Build (once per process) the DatasetSource a spec {name, **options} names."""
+    key = repr(sorted(spec.items()))
+    if key not in _SOURCES:
+        options = {k: v for k, v in spec.items() if k != "name"}
+        if "root" in options:
+            root = Path(str(options["root"])).expanduser()
+            if not root.is_absolute() and data_root() is not None:
+                root = data_root() / root
+            options["root"] = root
+        _SOURCES[key] = DATASETS.get(spec["name"])(**options)
+    return _SOURCES[key]
+
+
+@dataclass
+class EvalSet:
+    role: str          # val | id | ood
+    name: str
+    source: DatasetSource
+    split: str
+    metric: str
+
+    @property
+    def key(self) -> str:
+        return f"val/{self.metric}" if self.role == "val" else f"{self.role}/{self.name}/{self.metric}"
+
+
+@dataclass
+class Task:
+    name: str
+    source: DatasetSource
+    train_split: str
+    sets: list[EvalSet]
+
+    @property
+    def classnames(self) -> list[str]:
+        return self.source.classnames
+
+    @property
+    def templates(self) -> list[str]:
+        return self.source.templates
+
+    @property
+    def val(self) -> EvalSet:
+        return next(s for s in self.sets if s.role == "val")
+
+
+def build_task(name: str, spec: dict) -> Task:
+    source = dataset_source(spec["dataset"])
+    if spec["train"] not in source.split_names():
+        source.split(spec["train"])  # raises the unknown-split error listing valid names
+    sets = [EvalSet("val", "val", dataset_source(spec["val"]["dataset"]), spec["val"]["split"], spec["val"]["metric"])]
+    for role in ("id", "ood"):
+        for e in spec[role]:
+            sets.append(EvalSet(role, e["name"], dataset_source(e["dataset"]), e["split"], e["metric"]))
+    for s in sets:
+        if s.split not in s.source.split_names():
+            s.source.split(s.split)  # raises the unknown-split error listing valid names
+    return Task(name, source, spec["train"], sets)

@@ -1,0 +1,87 @@
+"""A generic ImageFolder-style dataset any user can point at their own data.
+
+Layout:
+    <root>/<split>/<class_folder>/<image>     splits such as train, val, test, and any OOD split
+    <root>/classnames.txt   optional: one readable class name per line, in sorted class-folder order
+    <root>/templates.txt    optional: one prompt template per line, with {} for the class name
+Without classnames.txt the folder names are used (underscores become spaces). Without a `val` split,
+a seeded, stratified 10% of `train` is held out as `val` (recorded by describe()).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from bench.datasets.base import DatasetSource
+from bench.datasets.images import ImageListDataset, list_images
+from bench.errors import BenchError
+
+LAYOUT = "<root>/<split>/<class>/<image> with splits such as train, val, test (optional classnames.txt, templates.txt)"
+
+
+class FolderDataset(DatasetSource):
+    name = "folder"
+
+    def __init__(self, root: str | Path, val_fraction: float = 0.1, split_seed: int = 0):
+        super().__init__()
+        self.root = Path(root).expanduser()
+        if not self.root.is_dir():
+            raise BenchError(f"Folder dataset not found: looked for the directory {self.root}. Expected layout: {LAYOUT}.")
+        self._splits = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if "train" not in self._splits:
+            raise BenchError(f"Folder dataset {self.root} has no 'train' split (found: {self._splits or 'nothing'}). "
+                             f"Expected layout: {LAYOUT}.")
+        self.class_folders = sorted(p.name for p in (self.root / "train").iterdir() if p.is_dir())
+        if not self.class_folders:
+            raise BenchError(f"{self.root / 'train'} has no class folders. Expected layout: {LAYOUT}.")
+        self.classnames = self._read_classnames()
+        tpl = self.root / "templates.txt"
+        if tpl.is_file():
+            self.templates = [t.strip() for t in tpl.read_text().splitlines() if t.strip()]
+            bad = [t for t in self.templates if "{}" not in t]
+            if bad or not self.templates:
+                raise BenchError(f"{tpl}: every template needs a '{{}}' for the class name (bad: {bad[:3]}).")
+        self.val_fraction, self.split_seed = val_fraction, split_seed
+        self._holdout: dict[str, list] | None = None
+
+    def _read_classnames(self) -> list[str]:
+        path = self.root / "classnames.txt"
+        if not path.is_file():
+            return [c.replace("_", " ") for c in self.class_folders]
+        names = [n.strip() for n in path.read_text().splitlines() if n.strip()]
+        if len(names) != len(self.class_folders):
+            raise BenchError(f"{path} lists {len(names)} names but {self.root / 'train'} has "
+                             f"{len(self.class_folders)} class folders; give one name per folder, in sorted folder order.")
+        return names
+
+    def split_names(self) -> list[str]:
+        return sorted(set(self._splits) | {"val"})
+
+    def _samples(self, split: str) -> list[tuple[Path, int]]:
+        if split in ("train", "val") and "val" not in self._splits:
+            return self._carve_val()[split]
+        return list_images(self.root / split, self.class_folders)
+
+    def _carve_val(self) -> dict[str, list]:
+        """Seeded, stratified hold-out of `val_fraction` of each training class."""
+        if self._holdout is None:
+            rng = np.random.default_rng(self.split_seed)
+            out = {"train": [], "val": []}
+            samples = list_images(self.root / "train", self.class_folders)
+            for c in range(len(self.class_folders)):
+                items = [s for s in samples if s[1] == c]
+                order = rng.permutation(len(items))
+                n_val = int(round(len(items) * self.val_fraction)) if len(items) > 1 else 0
+                out["val"] += [items[i] for i in sorted(order[:n_val])]
+                out["train"] += [items[i] for i in sorted(order[n_val:])]
+            self._holdout = out
+        return self._holdout
+
+    def _build_split(self, split, transform):
+        return ImageListDataset(self._samples(split), transform)
+
+    def describe(self) -> dict:
+        carved = "val" not in self._splits
+        return {"root": str(self.root), "splits": self._splits,
+                "val": f"seeded {self.val_fraction:.0%} of train, seed {self.split_seed}" if carved else "val folder"}

@@ -1,0 +1,36 @@
+"""Standard finetuning (wise-ft recipe): cross-entropy on image encoder + linear head.
+
+The head starts as the zero-shot head (class prompt embeddings x exp(logit_scale), on L2-normalised
+features) and trains with the image tower; the text tower is frozen and unused during training.
+"""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from bench.heads import zeroshot_head
+from bench.methods.base import Method, MethodContext, image_tower_parameters, set_requires_grad
+
+
+class FineTune(Method):
+    name = "ft"
+    label = "FT"
+    wiseft = True
+    hparams = {"grad_clip": 1.0, "label_smoothing": 0.0}
+
+    def setup(self, ctx: MethodContext) -> None:
+        super().setup(ctx)
+        set_requires_grad(self.model, False)
+        set_requires_grad(self.model.visual, True)
+        self.head = self.initial_head(ctx).to(ctx.device)
+        set_requires_grad(self.head, True)
+
+    def initial_head(self, ctx: MethodContext):
+        return zeroshot_head(self.model, ctx.prompt_tokens)
+
+    def trainable_parameters(self):
+        return image_tower_parameters(self.model) + list(self.head.parameters())
+
+    def training_step(self, images, labels) -> dict:
+        logits = self.head(self.model.encode_image(images))
+        loss = F.cross_entropy(logits, labels, label_smoothing=self.ctx.hparams["label_smoothing"])
+        return {"loss": loss}
