@@ -35,6 +35,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     lst = sub.add_parser("list", help="list registered methods, datasets, suites or models")
     lst.add_argument("what", choices=["methods", "datasets", "suites", "models"])
+    pre = sub.add_parser("pretrain", help="pretrain the toy CLIP on rendered captioned images (writes the bundled checkpoint)")
+    pre.add_argument("--seed", type=int, default=0)
+    pre.add_argument("--steps", type=int, default=2000)
+    pre.add_argument("--corpus-size", type=int, default=60000)
+    pre.add_argument("--batch-size", type=int, default=256)
+    pre.add_argument("--lr", type=float, default=1e-3)
+    pre.add_argument("--out", help="checkpoint path (default: the bundled bench/assets/toy-clip.pt); a .json card is written beside it")
+    pre.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation for the model card")
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
     return parser
@@ -111,7 +119,13 @@ def cmd_ui(args) -> int:
                             "--port", str(args.port)])
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui}
+def cmd_pretrain(args) -> int:
+    from bench.pretrain import main as pretrain_main
+
+    return pretrain_main(args)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,20 @@ def check_arch(arch: str) -> str:
     return arch
 
 
+def check_pretrained(arch: str, pretrained: str | None) -> None:
+    """Fail before any work on a tag open_clip does not know for this architecture."""
+    import open_clip
+
+    weights = resolve_pretrained(arch, pretrained)
+    if weights is None or Path(weights).is_file():
+        return
+    if os.sep in weights or weights.endswith((".pt", ".bin", ".safetensors")):
+        raise BenchError(f"Checkpoint file not found: {weights}. Pass --pretrained with an existing open_clip checkpoint file.")
+    tags = open_clip.list_pretrained_tags_by_model(arch)
+    if weights not in tags:
+        raise unknown_name(f"pretrained tag for model '{arch}' (or pass a checkpoint file)", weights, tags)
+
+
 def load_model(arch: str, pretrained: str | None = None, device: str = "cpu") -> LoadedModel:
     import open_clip
 

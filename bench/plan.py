@@ -34,7 +34,7 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
                pretrained: str | None = None, seeds=None, sets: list[str] | None = None, config: str | None = None,
                experiment: str | None = None, wise_ft: bool = False, runtime: dict | None = None) -> Plan:
     from bench.methods import METHODS
-    from bench.models import check_arch, resolve_pretrained
+    from bench.models import check_arch, check_pretrained
 
     cfg = load_yaml(config) if config else {}
     bad = sorted(set(cfg) - CONFIG_KEYS)
@@ -73,7 +73,7 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
     weights = pretrained if pretrained is not None else cfg.get("pretrained", model_cfg.get("pretrained") if arch == model_cfg.get("arch") else None)
     if model and model != model_cfg.get("arch") and pretrained is None:
         weights = "default" if arch == "toy-clip" else None
-    resolve_pretrained(arch, weights)  # fails now, not after the first job, if a checkpoint is missing
+    check_pretrained(arch, weights)  # fails now, not after the first job, if a checkpoint is missing
 
     overrides = parse_sets(sets or [])
     defaults = {m: method_defaults(classes[m]) for m in trained}

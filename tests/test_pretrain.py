@@ -1,0 +1,11 @@
+from bench.pretrain import Recipe, pretrain
+
+
+def test_short_pretraining_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path, bench_home):
+    recipe = Recipe(arch="bench-tiny", corpus_size=384, steps=20, batch_size=64, lr=2e-3, warmup=2)
+    card = pretrain(recipe, tmp_path / "tiny.pt", log=lambda s: None, evaluate=False)
+    assert card["final_loss"] < card["first_loss"]
+    assert (tmp_path / "tiny.json").is_file()
+    from bench.models import load_model
+
+    load_model("bench-tiny", str(tmp_path / "tiny.pt"))
