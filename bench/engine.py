@@ -212,7 +212,8 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, epoch, epochs, total
     bar = tqdm(loader, desc=f"{prep.job.display_name} {epoch + 1}/{epochs}", leave=False, file=sys.stderr,
                disable=None, dynamic_ncols=True)
     lr = hp["lr"]
-    for i, (images, labels) in enumerate(bar):
+    for i, batch in enumerate(bar):
+        images, labels = batch[0], batch[1]  # WILDS batches also carry metadata
         step = epoch * steps + i
         lr = cosine_lr(step, hp["lr"], hp["warmup"], total_steps)
         for group in optimizer.param_groups:

@@ -18,12 +18,16 @@ def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, g
 
 
 @torch.no_grad()
-def predict(fn, loader, device) -> tuple[torch.Tensor, torch.Tensor]:
-    outs, labels = [], []
-    for images, y in loader:
+def predict(fn, loader, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Outputs, labels and (for datasets that yield it, like WILDS) metadata, concatenated."""
+    outs, labels, metas = [], [], []
+    for batch in loader:
+        images, y = batch[0], batch[1]
         outs.append(fn(images.to(device, non_blocking=True)).float().cpu())
         labels.append(torch.as_tensor(y))
-    return torch.cat(outs), torch.cat(labels)
+        if len(batch) > 2:
+            metas.append(torch.as_tensor(batch[2]))
+    return torch.cat(outs), torch.cat(labels), (torch.cat(metas) if metas else None)
 
 
 class Evaluator:
@@ -37,8 +41,11 @@ class Evaluator:
         metrics: dict[str, float] = {}
         ood = []
         for s, loader in zip(self.sets, self.loaders):
-            logits, labels = predict(classifier, loader, self.device)
-            value = get_metric(s.metric)(s.source.project_logits(logits), labels)
+            logits, labels, metadata = predict(classifier, loader, self.device)
+            logits = s.source.project_logits(logits)
+            # Official metrics (WILDS eval, ...) come from the dataset; the rest from bench.metrics.
+            official = s.source.official_metrics(s.split, logits, labels, metadata) or {}
+            value = official[s.metric] if s.metric in official else get_metric(s.metric)(logits, labels)
             metrics[s.key] = value
             if s.role == "ood":
                 ood.append(value)
@@ -64,7 +71,7 @@ class FeatureCache:
         was_training = self.model.training
         self.model.eval()
         loader = make_loader(source.split(split, self.transform), self.batch_size, self.workers)
-        x, y = predict(self.model.encode_image, loader, self.device)
+        x, y, _ = predict(self.model.encode_image, loader, self.device)
         self.model.train(was_training)
         torch_save_atomic({"x": x, "y": y, "ident": ident}, path)
         return x, y

@@ -1,7 +1,8 @@
 """The dataset contract shared by every loader (folder trees, toy world, real benchmarks).
 
 A `DatasetSource` knows its class names, prompt templates and splits. `split(name, transform)`
-returns a torch Dataset yielding `(image_tensor, label)`; images are PIL RGB before `transform`.
+returns a torch Dataset yielding `(image_tensor, label)` or `(image_tensor, label, metadata)`; images
+are PIL RGB before `transform`.
 Loaders never download: a missing dataset raises `BenchError` naming the path and expected layout.
 """
 from __future__ import annotations
@@ -35,6 +36,11 @@ class DatasetSource:
     def project_logits(self, logits):
         """Map full-head logits to this dataset's label space (identity unless a subset is scored)."""
         return logits
+
+    def official_metrics(self, split: str, logits, labels, metadata) -> dict[str, float] | None:
+        """Dataset-defined metrics (e.g. WILDS' own eval: F1-macro_all, acc_worst_region) on projected
+        logits; a task's `metric` may name any key returned here. None: only bench.metrics apply."""
+        return None
 
     def describe(self) -> dict:
         """Facts recorded with a run (split seeds, sizes, versions)."""
