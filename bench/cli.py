@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--lr", type=float, default=1e-3)
     pre.add_argument("--out", help="checkpoint path (default: the bundled bench/assets/toy-clip.pt); a .json card is written beside it")
     pre.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation for the model card")
+    from bench.reports import cli as report_cli
+
+    report_cli.add_parser(sub)
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
     return parser
@@ -62,14 +65,18 @@ def cmd_run(args) -> int:
     print_plan(plan)
     if args.dry_run:
         return 0
+    from bench.config import bench_home
+    from bench.reports.api import write_report
     from bench.runner import execute
-    from bench.summary_table import format_tables
     from bench.tracking import tracking_uri
 
-    results = execute(plan)
+    execute(plan)
+    out = bench_home() / "reports" / plan.experiment
+    markdown = write_report(plan.experiment, None, out)
     print()
-    print(format_tables(results, plan.tasks))
-    print(f"\nMLflow: experiment '{plan.experiment}' in {tracking_uri()}  (browse with `bench ui`)")
+    print(markdown)
+    print(f"Report (md, LaTeX, CSV, HTML, plots): {out}")
+    print(f"MLflow: experiment '{plan.experiment}' in {tracking_uri()}  (browse with `bench ui`)")
     return 0
 
 
@@ -119,13 +126,19 @@ def cmd_ui(args) -> int:
                             "--port", str(args.port)])
 
 
+def cmd_report(args) -> int:
+    from bench.reports import cli as report_cli
+
+    return report_cli.run(args)
+
+
 def cmd_pretrain(args) -> int:
     from bench.pretrain import main as pretrain_main
 
     return pretrain_main(args)
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

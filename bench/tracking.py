@@ -39,6 +39,27 @@ def git_sha() -> str:
         return "unknown"
 
 
+def client(uri: str | None = None):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri or tracking_uri())
+
+
+def download_text_artifact(run_id: str, path: str, uri: str) -> str | None:
+    """A small text artifact from a remote artifact store; None when it is missing."""
+    import tempfile
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        import mlflow.artifacts
+
+        with tempfile.TemporaryDirectory() as tmp:
+            got = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path, dst_path=tmp, tracking_uri=uri)
+            return Path(got).read_text()
+    except Exception:  # a missing artifact is not an error here: callers fall back
+        return None
+
+
 class NullTracker:
     run_id = None
 

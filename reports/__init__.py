@@ -1,1 +1,6 @@
-"""Reports: MLflow results -> model selection -> paper-style ID/OOD tables and plots (see the reports issue)."""
+"""Reports: MLflow results -> model selection -> paper-style ID/OOD tables and plots (see README.md here).
+
+query.py (MLflow -> tidy frame) -> select.py (selection rules) -> aggregate.py (seeds) -> layout.py (tables)
+-> tables.py (Markdown, LaTeX, CSV), plots.py, html.py; reference.py (published numbers); api.py
+(`write_report`, `build_report`); cli.py (`bench report`). Nothing heavy is imported here.
+"""

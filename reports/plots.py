@@ -1,0 +1,104 @@
+"""Figures per (model, task): OOD against ID with one point per method and each method's WiSE-FT curve
+over alpha (the paper's Figure 1 style), and the per-OOD-set change of every method against FT.
+
+Built on `matplotlib.figure.Figure` (no pyplot: no global state, no GUI backend; PNG goes through Agg).
+Functions return the Figure so tests can inspect its series; `render` turns it into PNG or SVG bytes with
+no timestamps, so reruns write identical files.
+"""
+from __future__ import annotations
+
+import io
+
+import pandas as pd
+
+from bench.reports.labels import metric_name, row_label, row_order, split_row
+from bench.reports.layout import Table
+
+
+def _colour(method: str):
+    import matplotlib
+
+    return matplotlib.colormaps["tab10"](row_order(method)[2] % 10)
+
+
+def _xy(row, id_key: str):
+    a, b = row.cells.get(id_key), row.cells.get("ood/avg")
+    return None if a is None or b is None else (a.mean, b.mean)
+
+
+def id_ood_figure(table: Table, curves: pd.DataFrame):
+    """Avg OOD against the first ID set; None when the task has no ID or no OOD sets."""
+    from matplotlib.figure import Figure
+
+    id_cols = [c for c in table.columns if c.role == "id"]
+    avg = [c for c in table.columns if c.role == "avg"]
+    if not id_cols or not avg:
+        return None
+    id_col = id_cols[0]
+    fig = Figure(figsize=(6.4, 4.6), dpi=100)
+    ax = fig.add_subplot()
+    mine = curves[(curves["model"] == table.model) & (curves["task"] == table.task)] if len(curves) else curves
+    groups = sorted(mine.groupby("row"), key=lambda kv: row_order(kv[0])) if len(mine) else []
+    for rid, frame in groups:
+        pivot = frame.pivot_table(index="alpha", columns="key", values="mean", aggfunc="first").sort_index()
+        if id_col.key not in pivot or "ood/avg" not in pivot:
+            continue
+        alphas = pivot.index.tolist()
+        ax.plot(pivot[id_col.key], pivot["ood/avg"], linestyle="--", marker=".", linewidth=1.2,
+                color=_colour(split_row(rid)[0]), label=f"{row_label(rid)} curve (α {alphas[0]:g}–{alphas[-1]:g})")
+    for row in table.ours:
+        xy = _xy(row, id_col.key)
+        if xy is None:
+            continue
+        base, wise = split_row(row.id)
+        marker, size = ("*", 160) if wise else (("s", 60) if base == "zeroshot" else ("o", 50))
+        ax.scatter([xy[0]], [xy[1]], marker=marker, s=size, color=_colour(base), edgecolors="black",
+                   linewidths=0.5, zorder=3, label=row.label)
+    ax.set_xlabel(f"ID {id_col.set}, {metric_name(id_col.metric)} (×100)")
+    ax.set_ylabel(f"Avg OOD, {metric_name(avg[0].metric)} (×100)")
+    ax.set_title(f"{table.task}, {table.model}", fontsize=10)
+    ax.grid(alpha=0.3)
+    _legend(ax)
+    return fig
+
+
+def delta_figure(table: Table):
+    """Grouped bars: each method minus FT on every OOD set and the average; None without an FT row."""
+    from matplotlib.figure import Figure
+
+    ft = next((r for r in table.ours if r.id == "ft"), None)
+    cols = [c for c in table.columns if c.role in ("ood", "avg") and ft is not None and c.key in ft.cells]
+    others = [r for r in table.ours if r.id != "ft" and any(c.key in r.cells for c in cols)]
+    if ft is None or not cols or not others:
+        return None
+    fig = Figure(figsize=(max(6.4, 1.1 * len(cols) + 3), 4.2), dpi=100)
+    ax = fig.add_subplot()
+    width = 0.8 / len(others)
+    for i, row in enumerate(others):
+        xs = [j - 0.4 + width * (i + 0.5) for j in range(len(cols))]
+        ys = [row.cells[c.key].mean - ft.cells[c.key].mean if c.key in row.cells else float("nan") for c in cols]
+        base, wise = split_row(row.id)
+        ax.bar(xs, ys, width=width, color=_colour(base), hatch="//" if wise else None, edgecolor="black",
+               linewidth=0.4, label=row.label)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(cols)), ["Avg OOD" if c.role == "avg" else c.set for c in cols])
+    ax.set_ylabel(f"change vs FT, {metric_name(cols[-1].metric)} (points)")
+    ax.set_title(f"{table.task}, {table.model}: OOD change against FT", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    _legend(ax)
+    return fig
+
+
+def _legend(ax) -> None:
+    """Outside the axes, on the right: inside, it would hide points or bars."""
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, frameon=False)
+
+
+def render(fig, fmt: str) -> bytes:
+    import matplotlib
+
+    buf = io.BytesIO()
+    meta = {"Date": None} if fmt == "svg" else {"Software": None}
+    with matplotlib.rc_context({"svg.hashsalt": "flyp-bench"}):
+        fig.savefig(buf, format=fmt, metadata=meta, bbox_inches="tight")
+    return buf.getvalue()
