@@ -43,9 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--lr", type=float, default=1e-3)
     pre.add_argument("--out", help="checkpoint path (default: the bundled bench/assets/toy-clip.pt); a .json card is written beside it")
     pre.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation for the model card")
+    from bench.datasets import cli as data_cli
     from bench.reports import cli as report_cli
 
     report_cli.add_parser(sub)
+    data_cli.add_parser(sub)
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
     return parser
@@ -100,7 +102,7 @@ def cmd_list(args) -> int:
         from bench.datasets import DATASETS
 
         for name in DATASETS.names():
-            print(f"{name:<14} {DATASETS._meta[name].get('about', '')}")
+            print(f"{name:<16} {DATASETS._meta[name].get('about', '')}")
     elif args.what == "suites":
         from bench.suites import load_suite, suite_names
 
@@ -132,13 +134,19 @@ def cmd_report(args) -> int:
     return report_cli.run(args)
 
 
+def cmd_data(args) -> int:
+    from bench.datasets import cli as data_cli
+
+    return data_cli.run(args)
+
+
 def cmd_pretrain(args) -> int:
     from bench.pretrain import main as pretrain_main
 
     return pretrain_main(args)
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain, "report": cmd_report}
+COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain, "report": cmd_report, "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

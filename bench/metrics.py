@@ -21,9 +21,13 @@ def macro_f1(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 
 METRICS = {"top1": top1, "macro_f1": macro_f1}
+# WILDS metric names that equal ours on (logits, labels) alone, so validation scores (e.g. LP's choice of
+# C) can be computed without metadata; group metrics such as acc_worst_region need the dataset's eval.
+ALIASES = {"F1-macro_all": "macro_f1", "acc_avg": "top1"}
 
 
 def get_metric(name: str):
+    name = ALIASES.get(name, name)
     if name not in METRICS:
         raise unknown_name("metric", name, list(METRICS))
     return METRICS[name]

@@ -13,7 +13,7 @@ _SOURCES: dict[str, DatasetSource] = {}
 
 def dataset_source(spec: dict) -> DatasetSource:
     """Build (once per process) the DatasetSource a spec {name, **options} names."""
-    key = repr(sorted(spec.items()))
+    key = repr((sorted(spec.items()), str(data_root())))  # BENCH_DATA may change within a process (tests, notebooks)
     if key not in _SOURCES:
         options = {k: v for k, v in spec.items() if k != "name"}
         if "root" in options:
