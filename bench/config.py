@@ -20,9 +20,9 @@ COMMON_HPARAMS = {
     "epochs": 10,
     "warmup": 500,
     "grad_clip": 0.0,        # max grad norm; 0 disables
-    "selection": "best",     # best: epoch with the best ID-validation metric; last: final epoch
+    "selection": "best",     # best ID-validation metric | last epoch | min_val_loss (epoch 0 = zero-shot included)
 }
-CHOICES = {"selection": ("best", "last")}
+CHOICES = {"selection": ("best", "last", "min_val_loss")}
 
 
 def bench_home() -> Path:

@@ -57,7 +57,7 @@ def prepare(job: Job, log=print, method_name: str | None = None):
     seed_everything(derive_seed(job.seed, "setup"))
     device = pick_device(job.runtime.get("device"))
     loaded = load_model(job.model["arch"], job.model.get("pretrained"), device=str(device))
-    task = build_task(job.task, job.task_spec)
+    task = build_task(job.task, job.task_spec, seed=job.seed)
     method = METHODS.get(method_name or job.method)()
     runtime = job.runtime
     cache = FeatureCache(_cache_dir(), f"{job.model['arch']}:{weights_identity(loaded.pretrained)}", loaded.model,
@@ -165,6 +165,14 @@ def _run(prep: Prepared, ctx, tracker, reporter, resume, ckpt_path, log) -> dict
             selection.load(resume["selection"])
             history, start = resume["history"], resume["epoch"]
             log(f"[{job.display_name}] resuming after epoch {start}/{epochs}")
+        if start == 0 and hp.get("selection") == "min_val_loss":
+            # The zero-shot (or LP-initialised) model before any step is a candidate (few-shot protocol).
+            method.train(False)
+            metrics = evaluator(method.classifier())
+            selection.update(0, metrics)
+            _save_selected(prep, 0)
+            history.append({"epoch": 0, **metrics})
+            tracker.log_metrics(metrics, step=0)
         for epoch in range(start, epochs):
             epoch_seed = derive_seed(job.seed, "epoch", epoch)
             seed_everything(epoch_seed)

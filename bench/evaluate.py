@@ -47,6 +47,8 @@ class Evaluator:
             official = s.source.official_metrics(s.split, logits, labels, metadata) or {}
             value = official[s.metric] if s.metric in official else get_metric(s.metric)(logits, labels)
             metrics[s.key] = value
+            if s.role == "val":
+                metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, labels).item()
             if s.role == "ood":
                 ood.append(value)
         if ood:

@@ -60,6 +60,8 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
     trained = [m for m in method_names if not METHODS.meta(m).get("derived")]
     classes = {m: METHODS.get(m) for m in trained}
     bases = [m for m in trained if classes[m].wiseft] if "wiseft" in method_names else []
+    if not methods and spec.get("wiseft", {}).get("bases"):  # a suite's default run may ensemble fewer methods
+        bases = [m for m in bases if m in spec["wiseft"]["bases"]]
     if "wiseft" in method_names and not bases:
         finetuners = [m for m in METHODS.names() if not METHODS.meta(m).get("derived") and METHODS.get(m).wiseft]
         raise BenchError(f"wiseft interpolates finished finetuning runs: add one of {', '.join(finetuners)} to --methods.")

@@ -34,4 +34,7 @@ def environment_tags(device: torch.device) -> dict:
 
 
 def default_workers() -> int:
-    return min(4, max(0, (os.cpu_count() or 1) - 1))
+    """Loader processes: none on a 2-core machine (a worker would steal a core from the model and lose
+    in-process image caches each epoch); otherwise up to 8, leaving one core for the main process."""
+    cores = os.cpu_count() or 1
+    return 0 if cores <= 2 else min(8, cores - 1)

@@ -69,6 +69,7 @@ def validate_suite(suite: dict, where: str) -> dict:
     suite.setdefault("hparams", {})
     suite.setdefault("wiseft", {})
     suite["wiseft"].setdefault("alphas", DEFAULT_ALPHAS)
+    _check_keys(suite["wiseft"], {"alphas", "bases"}, f"{where}: wiseft")
     for task_name, task in suite["tasks"].items():
         suite["tasks"][task_name] = normalise_task(task, f"{where}: task '{task_name}'")
     return suite

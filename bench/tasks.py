@@ -58,7 +58,17 @@ class Task:
         return next(s for s in self.sets if s.role == "val")
 
 
-def build_task(name: str, spec: dict) -> Task:
+def with_shot_seed(dataset: dict, seed: int | None) -> dict:
+    """k-shot datasets draw a different sample per job seed unless the suite fixes `shot_seed`."""
+    if seed is not None and "shots" in dataset and "shot_seed" not in dataset:
+        return {**dataset, "shot_seed": seed}
+    return dataset
+
+
+def build_task(name: str, spec: dict, seed: int | None = None) -> Task:
+    spec = {**spec, "dataset": with_shot_seed(spec["dataset"], seed),
+            "val": {**spec["val"], "dataset": with_shot_seed(spec["val"]["dataset"], seed)},
+            **{role: [{**e, "dataset": with_shot_seed(e["dataset"], seed)} for e in spec[role]] for role in ("id", "ood")}}
     source = dataset_source(spec["dataset"])
     if spec["train"] not in source.split_names():
         source.split(spec["train"])  # raises the unknown-split error listing valid names

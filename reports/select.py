@@ -112,7 +112,8 @@ class Selected:
 def validation_keys(runs: pd.DataFrame) -> dict[str, str]:
     """Each task's one ID-validation metric; a run without it cannot be selected on ID validation."""
     out = {}
-    sel_val = [c for c in runs.columns if c.startswith("sel/val/")]
+    # val/loss is the validation cross-entropy logged beside the task metric (few-shot selection), not a metric.
+    sel_val = [c for c in runs.columns if c.startswith("sel/val/") and c != "sel/val/loss"]
     for task, group in runs.groupby("task", sort=True):
         seen = set()
         for _, run in group.iterrows():
