@@ -96,6 +96,7 @@ def job_tags(job: Job, device) -> dict:
             "bench.kind": "job", "bench.git_sha": git_sha(), "bench.version": __version__}
     tags.update({f"bench.{k}": v for k, v in job.extra.items()})
     tags.update(environment_tags(device))
+    tags.update(job.tags)  # e.g. mlflow.parentRunId and bench.sweep_key from a sweep executor
     return tags
 
 

@@ -52,6 +52,7 @@ class Job:
     model: dict                                   # {arch, pretrained}
     runtime: dict = field(default_factory=dict)   # workers, device, eval_batch_size: not hashed
     extra: dict = field(default_factory=dict)     # derived jobs: base run, alpha (hashed)
+    tags: dict = field(default_factory=dict)      # extra MLflow tags (sweep key, parent run): not hashed
 
     def semantic(self) -> dict:
         return {
