@@ -35,7 +35,7 @@ def test_help_does_not_import_torch():
     (["--set", "lrr=1e-3"], "unknown hyperparameter 'lrr'. Did you mean 'lr'?"),
     (["--set", "epochs=abc"], "Hyperparameter 'epochs' expects int"),
     (["--set", "flyp.mask_same_class=maybe", "--methods", "flyp"], "expects bool"),
-    (["--set", "selection=worst"], "must be one of ('best', 'last')"),
+    (["--set", "selection=worst"], "must be one of ('best', 'last', 'min_val_loss')"),
     (["--set", "flyp.lr=1e-3", "--methods", "ft"], "scoped to method 'flyp', which is not selected"),
     (["--set", "nokeyvalue"], "--set expects key=value"),
     (["--methods", "zeroshot,wiseft"], "wiseft interpolates finished finetuning runs"),
