@@ -23,10 +23,10 @@ def _add_run(sub) -> None:
     p.add_argument("--experiment", help="MLflow experiment name (default: the suite's name)")
     p.add_argument("--wise-ft", action="store_true", help="apply WiSE-FT to every finetuning method of the run")
     p.add_argument("--data-root", help="dataset root (sets BENCH_DATA)")
-    p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
-    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes")
-    p.add_argument("--eval-batch-size", type=int, default=256)
-    p.add_argument("--dry-run", action="store_true", help="print the jobs and exit")
+    from bench.sweeps.cli import add_executor_args
+
+    add_executor_args(p)
+    p.add_argument("--dry-run", action="store_true", help="print the jobs with their states and exit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,8 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     from bench.datasets import cli as data_cli
     from bench.reports import cli as report_cli
 
+    from bench.sweeps import cli as sweep_cli
+
     report_cli.add_parser(sub)
     data_cli.add_parser(sub)
+    sweep_cli.add_parsers(sub)
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
     return parser
@@ -57,14 +60,17 @@ def cmd_run(args) -> int:
     if args.data_root:
         os.environ["BENCH_DATA"] = args.data_root
     from bench.plan import build_plan
-    from bench.runtime import default_workers
+    from bench.sweeps.cli import launch_options, runtime_from
+    from bench.sweeps.launch import check_options
+    from bench.sweeps.state import RUN_LAUNCHES, job_states, prepare_launch
 
-    runtime = {"device": args.device, "eval_batch_size": args.eval_batch_size,
-               "workers": default_workers() if args.workers is None else args.workers}
+    opts = launch_options(args)
+    check_options(opts)
     plan = build_plan(suite=args.suite, folder=args.folder, tasks=args.tasks, methods=args.methods, model=args.model,
                       pretrained=args.pretrained, seeds=args.seeds, sets=args.sets, config=args.config,
-                      experiment=args.experiment, wise_ft=args.wise_ft, runtime=runtime)
-    print_plan(plan)
+                      experiment=args.experiment, wise_ft=args.wise_ft, runtime=runtime_from(args, opts.resources))
+    states = job_states(plan.jobs)
+    print_plan(plan, states)
     if args.dry_run:
         return 0
     from bench.config import bench_home
@@ -72,7 +78,17 @@ def cmd_run(args) -> int:
     from bench.runner import execute
     from bench.tracking import tracking_uri
 
-    execute(plan)
+    for job, state in zip(plan.jobs, states):
+        if state in RUN_LAUNCHES and state != "pending":
+            prepare_launch(job)  # a stale done marker, or a job ASHA stopped in a sweep: run it to its end
+    if args.executor == "ray":
+        from bench.sweeps.launch import launch
+
+        outcome = launch(plan.jobs, opts, launchable=RUN_LAUNCHES)
+        if outcome.failed:
+            raise BenchError(f"{len(outcome.failed)} job(s) failed under Ray ({', '.join(outcome.failed)}); rerun the "
+                             "same command to resume them.")
+    execute(plan)  # local jobs (Ray's are done and skipped), then WiSE-FT
     out = bench_home() / "reports" / plan.experiment
     markdown = write_report(plan.experiment, None, out)
     print()
@@ -82,13 +98,16 @@ def cmd_run(args) -> int:
     return 0
 
 
-def print_plan(plan) -> None:
-    print(f"suite {plan.suite}: {len(plan.jobs)} job(s)"
+def print_plan(plan, states=None) -> None:
+    from bench.sweeps.state import PENDING, counts
+
+    states = states or [PENDING] * len(plan.jobs)
+    print(f"suite {plan.suite}: {len(plan.jobs)} job(s) ({counts(states)})"
           + (f" + WiSE-FT over {','.join(plan.wiseft_bases)} ({len(plan.alphas)} alphas)" if plan.wiseft_bases else ""))
-    for job in plan.jobs:
+    for job, state in zip(plan.jobs, states):
         hp = job.hparams
         brief = ", ".join(f"{k}={hp[k]}" for k in ("lr", "wd", "batch_size", "epochs", "warmup") if k in hp)
-        print(f"  {job.run_key}  {job.task:<14} {job.method:<9} seed {job.seed}  {brief}")
+        print(f"  {job.run_key}  {state:<10} {job.task:<14} {job.method:<9} seed {job.seed}  {brief}")
 
 
 def cmd_list(args) -> int:
@@ -146,7 +165,26 @@ def cmd_pretrain(args) -> int:
     return pretrain_main(args)
 
 
-COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain, "report": cmd_report, "data": cmd_data}
+def cmd_sweep(args) -> int:
+    from bench.sweeps import cli as sweep_cli
+
+    return sweep_cli.cmd_sweep(args)
+
+
+def cmd_status(args) -> int:
+    from bench.sweeps import cli as sweep_cli
+
+    return sweep_cli.cmd_status(args)
+
+
+def cmd_clean(args) -> int:
+    from bench.sweeps import cli as sweep_cli
+
+    return sweep_cli.cmd_clean(args)
+
+
+COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain, "report": cmd_report, "data": cmd_data,
+            "sweep": cmd_sweep, "status": cmd_status, "clean": cmd_clean}
 
 
 def main(argv: list[str] | None = None) -> int:

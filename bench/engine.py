@@ -147,12 +147,7 @@ def _run(prep: Prepared, ctx, tracker, reporter, resume, ckpt_path, log) -> dict
     start = 0
 
     if not method.trains:
-        method.train(False)
-        metrics = evaluator(method.classifier())
-        selection.update(0, metrics)
-        _save_selected(prep, 0)
-        history.append({"epoch": 0, **metrics})
-        tracker.log_metrics(metrics, step=0)
+        _evaluate_untrained(prep, evaluator, selection, history, tracker)
     else:
         train_set = prep.task.source.split(prep.task.train_split, prep.loaded.train_transform)
         generator = torch.Generator()
@@ -168,12 +163,7 @@ def _run(prep: Prepared, ctx, tracker, reporter, resume, ckpt_path, log) -> dict
             log(f"[{job.display_name}] resuming after epoch {start}/{epochs}")
         if start == 0 and hp.get("selection") == "min_val_loss":
             # The zero-shot (or LP-initialised) model before any step is a candidate (few-shot protocol).
-            method.train(False)
-            metrics = evaluator(method.classifier())
-            selection.update(0, metrics)
-            _save_selected(prep, 0)
-            history.append({"epoch": 0, **metrics})
-            tracker.log_metrics(metrics, step=0)
+            _evaluate_untrained(prep, evaluator, selection, history, tracker)
         for epoch in range(start, epochs):
             epoch_seed = derive_seed(job.seed, "epoch", epoch)
             seed_everything(epoch_seed)
@@ -209,6 +199,16 @@ def _run(prep: Prepared, ctx, tracker, reporter, resume, ckpt_path, log) -> dict
         ckpt_path.unlink()  # optimizer state is no longer needed; selected.pt keeps the chosen weights
     reporter.report({**(history[-1] if history else {}), "done": True}, max(1, len(history)))
     return {**summary, "run_key": job.run_key, "run_id": tracker.run_id}
+
+
+def _evaluate_untrained(prep: Prepared, evaluator, selection, history: list, tracker) -> None:
+    """Epoch 0: the model as set up (zero-shot, probe), evaluated and offered to selection."""
+    prep.method.train(False)
+    metrics = evaluator(prep.method.classifier())
+    selection.update(0, metrics)
+    _save_selected(prep, 0)
+    history.append({"epoch": 0, **metrics})
+    tracker.log_metrics(metrics, step=0)
 
 
 def _train_epoch(prep: Prepared, loader, optimizer, params, epoch, epochs, total_steps, log) -> dict:

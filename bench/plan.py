@@ -32,7 +32,8 @@ def _names(value) -> list[str] | None:
 
 def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, methods=None, model: str | None = None,
                pretrained: str | None = None, seeds=None, sets: list[str] | None = None, config: str | None = None,
-               experiment: str | None = None, wise_ft: bool = False, runtime: dict | None = None) -> Plan:
+               experiment: str | None = None, wise_ft: bool = False, runtime: dict | None = None,
+               check_data: bool = True) -> Plan:
     from bench.methods import METHODS
     from bench.models import check_arch, check_pretrained
 
@@ -92,7 +93,7 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
 
     from bench.tasks import build_task
 
-    for t in task_names:
+    for t in task_names if check_data else []:  # `bench status` lists jobs without their data
         build_task(t, spec["tasks"][t])  # missing or malformed data fails here, before training
 
     exp = experiment or cfg.get("experiment") or spec.get("experiment") or spec["name"]

@@ -3,7 +3,11 @@
 Store: `sqlite:///$BENCH_HOME/mlflow.db` unless MLFLOW_TRACKING_URI is set (the file store is refused by
 current MLflow). One experiment per suite with an explicit artifact location under BENCH_HOME (otherwise
 artifacts land in ./mlruns of whatever directory the user ran from). One run per job, tagged with
-`bench.run_key`; an unfinished run with the same key is reopened when its job resumes.
+`bench.run_key`; an unfinished run with the same key is reopened when its job resumes. A sweep is a parent
+run (`bench.kind=sweep`, `bench.sweep_key`) whose trials are its children (`mlflow.parentRunId`).
+
+Several processes must not write one SQLite file (MLflow #4123): executors with parallel trials serve it
+through `local_server()`, one `mlflow server` on 127.0.0.1, and trials talk HTTP to it.
 """
 from __future__ import annotations
 
@@ -94,6 +98,8 @@ class MlflowTracker:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
+        if self.uri.startswith(("http://", "https://")):
+            return self.client.create_experiment(name)  # a server's own artifact store (--artifacts-destination)
         location = artifact_root() / name
         location.mkdir(parents=True, exist_ok=True)
         return self.client.create_experiment(name, artifact_location=location.resolve().as_uri())
@@ -113,7 +119,9 @@ class MlflowTracker:
             self.run_id = resume_run_id
             self.client.update_run(resume_run_id, status="RUNNING")
         else:
-            run = self.client.create_run(self.experiment_id, tags=tags, run_name=job.display_name)
+            # REST stores (an MLflow server) take string tag values only; SQLite converts silently.
+            run = self.client.create_run(self.experiment_id, tags={k: str(v) for k, v in tags.items()},
+                                         run_name=str(tags.get("mlflow.runName", job.display_name)))
             self.run_id = run.info.run_id
             self.client.log_batch(self.run_id, params=[Param(k, _param(v)) for k, v in params.items()])
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
@@ -139,6 +147,200 @@ class MlflowTracker:
     def finish(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
+
+    # --- sweeps: parent runs, run states, cleanup ------------------------------------------------
+    def runs_by_key(self) -> dict[str, list[tuple[str, str]]]:
+        return _runs_by_key(self.client, self.experiment_id)
+
+    def open_parent(self, sweep_key: str, name: str, tags: dict, params: dict, spec_text: str) -> str:
+        """The sweep's parent run: the existing one (set RUNNING again) or a new one."""
+        from mlflow.entities import Param, RunTag
+
+        runs = self.client.search_runs([self.experiment_id], f"tags.`bench.sweep_key` = '{sweep_key}' and "
+                                       "tags.`bench.kind` = 'sweep'", order_by=["attributes.start_time ASC"], max_results=1)
+        if runs:
+            run_id = runs[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, tags={**tags, "bench.kind": "sweep", "bench.sweep_key": sweep_key},
+                                     run_name=name)
+        run_id = run.info.run_id
+        self.client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in params.items()],
+                              tags=[RunTag("bench.git_sha", git_sha())])
+        self.client.log_text(run_id, spec_text, "sweep.yaml")
+        return run_id
+
+    def set_status(self, run_id: str, status: str, tags: dict | None = None) -> None:
+        from mlflow.entities import RunTag
+
+        if tags:
+            self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        self.client.set_terminated(run_id, status=status)
+
+    def end_unfinished(self, run_key: str, status: str, among=("RUNNING",), tags: dict | None = None) -> list[str]:
+        """Set every run of `run_key` whose status is in `among` to `status`; returns their ids."""
+        changed = [rid for rid, st in self.runs_by_key().get(run_key, []) if st in among]
+        for rid in changed:
+            self.set_status(rid, status, tags)
+        return changed
+
+    def children(self, parent_run_id: str) -> list:
+        return _search_all(self.client, self.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")
+
+    def delete_runs(self, run_ids) -> None:
+        for rid in run_ids:
+            self.client.delete_run(rid)
+
+
+def _search_all(client_, experiment_id: str, filter_string: str = "") -> list:
+    out, token = [], None
+    while True:
+        page = client_.search_runs([experiment_id], filter_string, max_results=1000, page_token=token,
+                                   order_by=["attributes.start_time ASC"])
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def _runs_by_key(client_, experiment_id: str) -> dict[str, list[tuple[str, str]]]:
+    index: dict[str, list[tuple[str, str]]] = {}
+    for run in _search_all(client_, experiment_id):
+        key = run.data.tags.get("bench.run_key")
+        if key:
+            index.setdefault(key, []).append((run.info.run_id, run.info.status))
+    return index
+
+
+def store_exists(uri: str | None = None) -> bool:
+    """False for a SQLite store whose file does not exist yet (reading it would create and migrate it)."""
+    uri = uri or tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///"):]).is_file()
+    return True
+
+
+def run_index(experiment: str, uri: str | None = None) -> dict[str, list[tuple[str, str]]]:
+    """{run_key: [(run_id, status)]} of an experiment's active runs, read-only: no store or experiment is created."""
+    uri = uri or tracking_uri()
+    if not store_exists(uri):
+        return {}
+    c = client(uri)
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None or exp.lifecycle_stage == "deleted":
+        return {}
+    return _runs_by_key(c, exp.experiment_id)
+
+
+def experiment_names(uri: str | None = None) -> list[str]:
+    uri = uri or tracking_uri()
+    if not store_exists(uri):
+        return []
+    return [e.name for e in client(uri).search_experiments()]
+
+
+def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
+    """Fail with one clear error, before any work, when MLFLOW_TRACKING_URI names a server that does not
+    answer (MLflow itself would retry for minutes, then fail in the middle of a sweep)."""
+    import urllib.error
+    import urllib.request
+
+    from bench.errors import BenchError
+
+    uri = uri or tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
+    except urllib.error.HTTPError:
+        return  # it answered (an auth proxy, a path prefix): reachable
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise BenchError(f"Cannot reach the MLflow tracking server {uri} (MLFLOW_TRACKING_URI): {reason}. Start it "
+                         "(mlflow server --backend-store-uri postgresql://... --artifacts-destination ...) or unset "
+                         "MLFLOW_TRACKING_URI to use the local SQLite store.") from None
+
+
+QUIET = "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"
+
+
+class local_server:
+    """`with local_server(uri) as http_uri:` serves a SQLite store through one `mlflow server` on
+    127.0.0.1 (a free port) for the duration of the block, so that a single process writes the database.
+    Any other URI is yielded unchanged. The server's log goes to $BENCH_HOME/logs/mlflow-server.log."""
+
+    def __init__(self, uri: str | None = None, startup_timeout: float = 120.0):
+        self.uri = uri or tracking_uri()
+        self.timeout = startup_timeout
+        self.proc = None
+        self._quiet = None
+
+    def __enter__(self) -> str:
+        if not self.uri.startswith("sqlite:"):
+            return self.uri
+        from bench.errors import BenchError
+
+        for _ in range(3):  # a port taken between probing and binding: try another
+            http_uri = self._start()
+            if http_uri:
+                # MLflow prints a link per finished run for http stores; this server's links die with it.
+                self._quiet = os.environ.get(QUIET)
+                os.environ[QUIET] = "true"
+                return http_uri
+        raise BenchError(f"Could not start a local MLflow server for {self.uri}; see {self.log_path}.")
+
+    @property
+    def log_path(self) -> Path:
+        return bench_home() / "logs" / "mlflow-server.log"
+
+    def _start(self) -> str | None:
+        import socket
+        import sys
+        import time
+        import urllib.request
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}  # no job-runner processes
+        env.pop("MLFLOW_TRACKING_URI", None)
+        cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", self.uri, "--host", "127.0.0.1",
+               "--port", str(port), "--workers", "1", "--default-artifact-root", artifact_root().resolve().as_uri(),
+               "--uvicorn-opts", "--timeout-graceful-shutdown 2"]
+        with open(self.log_path, "ab") as log:
+            # Own session: a Ctrl-C in the terminal reaches bench, which stops the server after recording states.
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.time() + self.timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                return None
+            try:
+                urllib.request.urlopen(url + "/health", timeout=2).read()
+                return url
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        return None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if self.uri.startswith("sqlite:"):
+            if self._quiet is None:
+                os.environ.pop(QUIET, None)
+            else:
+                os.environ[QUIET] = self._quiet
 
 
 def _param(value) -> str:
