@@ -18,7 +18,7 @@ import torch
 
 from bench.fsutil import torch_save_atomic, write_json_atomic
 from bench.losses import clip_loss
-from bench.models import ASSET_DIR, load_model
+from bench.models import ASSET_DIR, CONFIG_DIR, load_model
 from bench.runtime import derive_seed, seed_everything
 from bench.schedule import cosine_lr
 
@@ -101,6 +101,7 @@ def pretrain(recipe: Recipe, out: Path, log=print, evaluate: bool = True) -> dic
         "wall_time_s": round(time.time() - t_start, 1),
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}",
         "checkpoint": out.name, "dtype": "float16",
+        "model_config": json.loads((CONFIG_DIR / f"{recipe.arch}.json").read_text()),
     }
     if evaluate:
         card["zeroshot"] = zeroshot_card(recipe.arch, out)
