@@ -239,6 +239,9 @@ def experiment_names(uri: str | None = None) -> list[str]:
     return [e.name for e in client(uri).search_experiments()]
 
 
+_REACHABLE: set[str] = set()
+
+
 def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
     """Fail with one clear error, before any work, when MLFLOW_TRACKING_URI names a server that does not
     answer (MLflow itself would retry for minutes, then fail in the middle of a sweep)."""
@@ -248,12 +251,14 @@ def check_reachable(uri: str | None = None, timeout: float = 5.0) -> None:
     from bench.errors import BenchError
 
     uri = uri or tracking_uri()
-    if not uri.startswith(("http://", "https://")):
+    if not uri.startswith(("http://", "https://")) or uri in _REACHABLE:
         return
     try:
         urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).read()
+        _REACHABLE.add(uri)
     except urllib.error.HTTPError:
-        return  # it answered (an auth proxy, a path prefix): reachable
+        _REACHABLE.add(uri)  # it answered (an auth proxy, a path prefix): reachable
+        return
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise BenchError(f"Cannot reach the MLflow tracking server {uri} (MLFLOW_TRACKING_URI): {reason}. Start it "

@@ -1,0 +1,215 @@
+"""`bench sweep`, `bench status` and `bench clean`: options and entry points (bench/cli.py wires them in).
+
+    bench sweep --method flyp --task iwildcam --suite distribution-shift --executor ray --asha
+    bench status [--suite S]                 job states of the suite's run and of its recorded sweeps
+    bench clean --incomplete [--yes]         delete unfinished jobs (directories and MLflow runs)
+
+Only argparse is imported at module level, so `bench --help` stays fast.
+"""
+from __future__ import annotations
+
+import sys
+
+from bench.errors import BenchError
+
+
+def add_selection_args(p, tasks_flag: str = "--tasks") -> None:
+    """The job-selection options shared with `bench run`."""
+    p.add_argument("--suite", help="suite name (see `bench list suites`); default: toy")
+    p.add_argument("--folder", help="your own ImageFolder tree: DIR/{train,val,test,<ood splits>}/<class>/*")
+    p.add_argument(tasks_flag, dest="tasks", help="comma-separated task names of the suite (default: all)")
+    p.add_argument("--model", help="open_clip architecture (see `bench list models`)")
+    p.add_argument("--pretrained", help="open_clip pretrained tag, or a local checkpoint file (none: random init)")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the suite's)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a hyperparameter of the default point and of every point (lr=3e-5, flyp.epochs=5)")
+    p.add_argument("--config", help="YAML file with any of: suite, tasks, methods, seeds, model, pretrained, hparams")
+    p.add_argument("--experiment", help="MLflow experiment name (default: the suite's name)")
+    p.add_argument("--data-root", help="dataset root (sets BENCH_DATA)")
+
+
+def add_executor_args(p) -> None:
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local: one job after another in this process (default); ray: Ray Tune trials")
+    p.add_argument("--resources", metavar="cpu=N,gpu=M",
+                   help="per Ray trial (default: the suite's `resources`, else cpu=1 and gpu=1 when the cluster has GPUs)")
+    p.add_argument("--max-concurrent", type=int, help="most Ray trials at once (default: as many as resources allow)")
+    p.add_argument("--address", help="join an existing Ray cluster: HOST:PORT, ray://HOST:PORT or auto "
+                                     "(default: start Ray on this machine); $BENCH_HOME must be on storage every node sees")
+    p.add_argument("--max-failures", type=int, default=0,
+                   help="Ray retries of a crashed trial in this invocation (default 0: rerun the command to resume)")
+    p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
+    p.add_argument("--workers", type=int, default=None, help="data-loading worker processes per job")
+    p.add_argument("--eval-batch-size", type=int, default=256)
+
+
+def add_parsers(sub) -> None:
+    s = sub.add_parser("sweep", help="sweep hyperparameters of one method (locally or on Ray Tune); reruns resume",
+                       description="Enumerate the points of a sweep space (the suite's setting first), run the pending "
+                                   "and incomplete jobs, and record one MLflow parent run with a child per trial.")
+    s.add_argument("--method", required=True, help="the method to sweep, e.g. flyp")
+    add_selection_args(s, "--task")
+    s.add_argument("--space", help="sweep space: a YAML file or a bundled name (default: sweeps/spaces/<method>.yaml, "
+                                   "else default.yaml); see sweeps/README.md")
+    s.add_argument("--num-samples", type=int, help="random draws (per grid point) after the default point "
+                                                  "(default: the space's num_samples)")
+    s.add_argument("--space-seed", type=int, default=0, help="seed of the hyperparameter sampler (default 0)")
+    add_executor_args(s)
+    s.add_argument("--asha", action="store_true", help="stop poor trials early (ASHA on the ID-validation metric; ray only)")
+    s.add_argument("--grace-period", type=int, default=1, help="ASHA: epochs before a trial can be stopped (default 1)")
+    s.add_argument("--reduction-factor", type=float, default=2, help="ASHA: keep 1/this of the trials per rung (default 2)")
+    s.add_argument("--metric", help="what ASHA compares and `best` means: a metric key the engine logs each epoch "
+                                    "(default: the task's ID-validation metric; val/loss is smoother on small sets)")
+    s.add_argument("--mode", choices=["max", "min"], help="for --metric (default: min for losses, else max)")
+    s.add_argument("--dry-run", action="store_true", help="print the sweep's jobs with their states and exit")
+
+    st = sub.add_parser("status", help="job states (pending, incomplete, stopped, done) of a suite's run and sweeps")
+    add_selection_args(st)
+    st.add_argument("--methods", help="comma-separated methods (default: the suite's)")
+    st.add_argument("--jobs", action="store_true", help="list every job, not only the counts")
+
+    c = sub.add_parser("clean", help="delete unfinished jobs: their directories and MLflow runs (asks first)")
+    c.add_argument("--incomplete", action="store_true", help="delete incomplete jobs (checkpoints, unfinished runs)")
+    c.add_argument("--stopped", action="store_true", help="also delete jobs stopped early by ASHA")
+    c.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation (for scripts)")
+
+
+def runtime_from(args, resources: dict | None = None) -> dict:
+    from bench.runtime import default_workers
+
+    if args.workers is not None:
+        workers = args.workers
+    elif getattr(args, "executor", "local") == "ray":
+        workers = max(0, int((resources or {}).get("cpu", 1)) - 1)  # the trial's CPUs, one for the model
+    else:
+        workers = default_workers()
+    return {"device": args.device, "eval_batch_size": args.eval_batch_size, "workers": workers}
+
+
+def launch_options(args, suite_resources: dict | None = None):
+    from .launch import LaunchOptions, parse_resources
+
+    resources = parse_resources(args.resources)
+    if resources is None and args.executor == "ray" and suite_resources:
+        resources = {k: float(v) for k, v in suite_resources.items()}
+    asha = {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor} if getattr(args, "asha", False) else None
+    return LaunchOptions(executor=args.executor, address=args.address, resources=resources,
+                         max_concurrent=args.max_concurrent, asha=asha, max_failures=args.max_failures)
+
+
+def cmd_sweep(args) -> int:
+    import os
+
+    from .launch import check_options, launch
+    from .state import counts, format_table, job_states
+    from .sweep import build_sweep
+
+    if args.data_root:
+        os.environ["BENCH_DATA"] = args.data_root
+    opts = launch_options(args)
+    check_options(opts)
+    sweeps = build_sweep(args.method, task=args.tasks, suite=args.suite, folder=args.folder, space=args.space,
+                         num_samples=args.num_samples, space_seed=args.space_seed, seeds=args.seeds, model=args.model,
+                         pretrained=args.pretrained, sets=args.sets, config=args.config, experiment=args.experiment,
+                         runtime=runtime_from(args, opts.resources))
+    failed = 0
+    for sw in sweeps:
+        if args.metric:
+            sw.metric = args.metric
+            sw.mode = args.mode or ("min" if "loss" in args.metric else "max")
+        elif args.mode:
+            raise BenchError("--mode goes with --metric.")
+        if opts.resources is None and args.executor == "ray" and sw.resources:
+            opts.resources = {k: float(v) for k, v in sw.resources.items()}
+        states = job_states(sw.jobs)
+        print(f"sweep {sw.key}: {sw.method} on {sw.suite}/{sw.task}, {len(sw.points)} point(s) x "
+              f"{len(sw.jobs) // max(len(sw.points), 1)} seed(s) = {len(sw.jobs)} job(s) ({counts(states)}); "
+              f"space {sw.space_source}; selection metric {sw.metric} ({sw.mode})")
+        print(format_table(sw.jobs, states, extra=sw.hparam_idx))
+        if args.dry_run:
+            continue
+        outcome = launch(sw.jobs, opts, sweep=sw)
+        failed += len(outcome.failed)
+        print(_result_table(sw, outcome))
+    if failed:
+        print(f"bench: {failed} trial(s) failed (MLflow: FAILED); rerun the same command to resume them from their "
+              "last checkpoint, or `bench clean --incomplete` to drop them.", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _result_table(sw, outcome) -> str:
+    import json
+
+    from .state import counts, format_table
+
+    lines = [f"sweep {sw.key} ({sw.method}/{sw.task}): launched {len(outcome.launched)} in {outcome.seconds:.1f}s; "
+             f"now {counts(outcome.states)}" + (f"; parent run {outcome.parent_run_id}" if outcome.parent_run_id else "")]
+    table = format_table(sw.jobs, outcome.states, extra=sw.hparam_idx).splitlines()
+    for line, job in zip(table, sw.jobs):
+        done = job.run_dir / "done.json"
+        value = json.loads(done.read_text()).get(f"sel/{sw.metric}") if done.is_file() else None
+        lines.append(line + (f"  sel/{sw.metric}={value:.4f}" if isinstance(value, (int, float)) else ""))
+    return "\n".join(lines)
+
+
+def cmd_status(args) -> int:
+    import os
+
+    from bench.plan import build_plan
+
+    from .state import counts, format_table, job_states, unfinished_everywhere
+    from .sweep import saved_sweeps
+
+    if args.data_root:
+        os.environ["BENCH_DATA"] = args.data_root
+    plan = build_plan(suite=args.suite, folder=args.folder, tasks=args.tasks, methods=args.methods, model=args.model,
+                      pretrained=args.pretrained, seeds=args.seeds, sets=args.sets, config=args.config,
+                      experiment=args.experiment, check_data=False)
+    states = job_states(plan.jobs)
+    print(f"suite {plan.suite} (experiment '{plan.experiment}'): `bench run` jobs: {counts(states)}")
+    for task in plan.tasks:
+        for method in plan.methods:
+            sub = [s for j, s in zip(plan.jobs, states) if j.task == task and j.method == method]
+            if sub:
+                print(f"  {task:<16} {method:<9} {counts(sub)}")
+    if args.jobs:
+        print(format_table(plan.jobs, states))
+    listed = {j.run_key for j in plan.jobs}
+    sweeps = saved_sweeps(suite=plan.suite, experiment=plan.experiment)
+    if sweeps:
+        print(f"sweeps ({len(sweeps)}):")
+    for sw in sweeps:
+        sw_states = job_states(sw["jobs"])
+        listed |= {j.run_key for j in sw["jobs"]}
+        print(f"  {sw['key']}  {sw['task']:<16} {sw['method']:<9} {len(sw['jobs'])} job(s): {counts(sw_states)}")
+        if args.jobs:
+            print(format_table(sw["jobs"], sw_states, extra=sw["hparam_idx"]))
+    others = [e for e in unfinished_everywhere(include_stopped=False) if e["run_key"] not in listed]
+    if others:
+        print(f"elsewhere in this BENCH_HOME: {len(others)} unfinished job(s) of other runs "
+              "(`bench clean --incomplete` lists and deletes them)")
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from .state import describe, remove, unfinished_everywhere
+
+    if not args.incomplete:
+        raise BenchError("Nothing to clean: pass --incomplete (and --stopped to include jobs ASHA stopped early).")
+    entries = unfinished_everywhere(include_stopped=args.stopped)
+    if not entries:
+        print("No unfinished jobs.")
+        return 0
+    print(f"{len(entries)} unfinished job(s) to delete (job directories with their checkpoints; MLflow runs go to "
+          "its trash, `mlflow gc` purges them):")
+    print("\n".join(describe(e) for e in entries))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise BenchError("Refusing to delete without confirmation: pass --yes.")
+        if input("Delete them? [y/N] ").strip().lower() not in ("y", "yes"):
+            print("Nothing deleted.")
+            return 1
+    remove(entries)
+    print(f"Deleted {len(entries)} job(s).")
+    return 0

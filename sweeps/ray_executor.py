@@ -1,0 +1,151 @@
+"""The Ray Tune executor: the only module of bench that imports Ray.
+
+Each job is one trial: `tune.with_resources(train_one, {"cpu", "gpu"})` over a grid of run_keys, the jobs
+themselves pre-enumerated by bench (so the keys match the local executor's) and shipped once through
+`tune.with_parameters`. Checkpoints stay in bench's own job directories (a retry or a later invocation
+calls `train_one` again, which resumes); nothing goes through `tune.report` but metrics.
+
+MLflow statuses (Ray 2.60, verified): when Tune stops a trial (ASHA, or max_t), `tune.report` raises
+SystemExit in the trial's thread. The reporter turns that into "stop", so the engine finishes the run
+KILLED instead of FAILED, and the trial re-raises it after the engine returns; the driver-side callback below covers the cases where the trial's process dies
+(SIGKILL, OOM, node loss: FAILED) or is torn down before it could write (KILLED), and marks early-stopped
+jobs `stopped` for `bench sweep` reruns.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter, never `uv run`
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from bench.errors import BenchError  # noqa: E402
+
+PASS_ENV = ("BENCH_", "HF_", "TQDM_", "TORCH_HOME", "CUBLAS_", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
+
+
+def connect(opts) -> tuple[bool, dict]:
+    """Join the cluster at opts.address (or start Ray here); returns (started_here, per-trial resources).
+    A trial that asks for more than any node has would wait forever: refuse it now."""
+    started = False
+    if not ray.is_initialized():
+        try:
+            if opts.address in (None, "", "local"):
+                ray.init(num_cpus=opts.num_cpus, include_dashboard=False)
+            else:
+                ray.init(address=opts.address)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            raise BenchError(f"Cannot connect to the Ray cluster at {opts.address or 'this machine'}: {exc}. "
+                             "Start it (`ray start --head`) or omit --address to run Ray on this machine.") from None
+        started = True
+    total = ray.cluster_resources()
+    resources = dict(opts.resources or {})
+    resources.setdefault("cpu", 1.0)
+    resources.setdefault("gpu", 1.0 if total.get("GPU", 0) >= 1 else 0.0)
+    for key, name in (("cpu", "CPU"), ("gpu", "GPU")):
+        have = max([n.get("Resources", {}).get(name, 0.0) for n in ray.nodes() if n.get("Alive")] or [0.0])
+        if resources[key] > have:
+            if started:
+                ray.shutdown()
+            raise BenchError(f"Each trial asks for {resources[key]:g} {name}(s) but the largest node of the Ray cluster has "
+                             f"{have:g}; lower --resources (e.g. cpu={max(1, int(have))},gpu={int(total.get('GPU', 0) > 0)}).")
+    return started, resources
+
+
+class _TuneReporter:
+    """The engine's reporter under Tune. Tune ends a stopped trial by raising SystemExit(0) in its thread
+    from inside `tune.report` (train/_internal/session.py): the reporter turns it into "stop" so that the
+    engine closes the run KILLED, and `_trial` raises it again once the engine has returned, so that the
+    thread ends the way Tune expects (an actor is then reusable)."""
+
+    stopped = False
+
+    def report(self, metrics: dict, epoch: int) -> bool:
+        try:
+            tune.report({**metrics, "epoch": epoch})
+        except SystemExit:
+            self.stopped = True
+            return True
+        return False
+
+
+def _trial(config, jobs=None, env=None):
+    os.environ.update(env)
+    from bench.engine import train_one
+    from bench.tracking import MlflowTracker
+
+    job = jobs[config["run_key"]]
+    reporter = _TuneReporter()
+    train_one(job, MlflowTracker(job.experiment, env["MLFLOW_TRACKING_URI"]), reporter)
+    if reporter.stopped:
+        raise SystemExit(0)
+
+
+class StatusCallback(tune.Callback):
+    """Driver side: no run of a trial stays RUNNING, whatever happened to the trial's process."""
+
+    def __init__(self, jobs: dict, uri: str, sweep_key: str | None):
+        self.jobs, self.uri, self.sweep_key = jobs, uri, sweep_key
+        self._tracker = None
+
+    @property
+    def tracker(self):
+        if self._tracker is None:
+            from bench.tracking import MlflowTracker
+
+            self._tracker = MlflowTracker(next(iter(self.jobs.values())).experiment, self.uri)
+        return self._tracker
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        from .state import mark_stopped
+
+        job = self.jobs[trial.config["run_key"]]
+        if (job.run_dir / "done.json").is_file():
+            return  # finished: the engine closed its run FINISHED before its last report
+        epoch = (trial.last_result or {}).get("epoch")
+        tags = {"bench.stopped_by": "tune", "bench.stopped_epoch": epoch}
+        ids = self.tracker.end_unfinished(job.run_key, "KILLED", among=("RUNNING", "FAILED"), tags=tags)
+        mark_stopped(job, {"by": "tune", "epoch": epoch, "sweep_key": self.sweep_key, "run_ids": ids,
+                           "name": job.display_name})
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        job = self.jobs[trial.config["run_key"]]
+        self.tracker.end_unfinished(job.run_key, "FAILED", among=("RUNNING",),
+                                    tags={"bench.error": f"trial process failed; see {trial.path}"[:5000]})
+
+
+def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name: str, log=print) -> list[str]:
+    """Run `jobs` as Tune trials; returns the run_keys of the trials that failed."""
+    import time
+
+    from bench.config import bench_home
+
+    by_key = {j.run_key: j for j in jobs}
+    env = {k: v for k, v in os.environ.items() if k.startswith(PASS_ENV)}
+    env.update({"BENCH_HOME": str(bench_home()), "MLFLOW_TRACKING_URI": uri})
+    scheduler = None
+    if opts.asha is not None and metric:
+        from ray.tune.schedulers import ASHAScheduler
+
+        max_t = max(int(j.hparams.get("epochs", 1)) for j in jobs)
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=max(max_t, 1), grace_period=opts.asha.get("grace_period", 1),
+                                  reduction_factor=opts.asha.get("reduction_factor", 2))
+    trainable = tune.with_resources(tune.with_parameters(_trial, jobs=by_key, env=env), opts.resources)
+    storage = bench_home() / "ray_results"
+    storage.mkdir(parents=True, exist_ok=True)
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"run_key": tune.grid_search(list(by_key))},
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler, reuse_actors=True,
+                                    max_concurrent_trials=opts.max_concurrent,
+                                    trial_dirname_creator=lambda t: f"{t.config['run_key']}_{t.trial_id}"),
+        run_config=tune.RunConfig(name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage),
+                                  failure_config=tune.FailureConfig(max_failures=opts.max_failures),
+                                  callbacks=[StatusCallback(by_key, uri, name), *opts.callbacks],
+                                  verbose=opts.verbose),
+    )
+    log(f"Ray Tune: {len(jobs)} trial(s), {opts.resources} each, max concurrent {opts.max_concurrent or 'unlimited'}"
+        + (f", ASHA on {metric} ({mode})" if scheduler else "") + f"; results in {storage}")
+    grid = tuner.fit()
+    return [r.config["run_key"] for r in grid if r.error is not None]
