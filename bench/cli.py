@@ -69,6 +69,14 @@ def cmd_run(args) -> int:
     plan = build_plan(suite=args.suite, folder=args.folder, tasks=args.tasks, methods=args.methods, model=args.model,
                       pretrained=args.pretrained, seeds=args.seeds, sets=args.sets, config=args.config,
                       experiment=args.experiment, wise_ft=args.wise_ft, runtime=runtime_from(args, opts.resources))
+    if args.executor == "ray" and args.resources is None and not args.folder:
+        from bench.suites import load_suite
+
+        suite_resources = load_suite(plan.suite).get("resources")
+        if suite_resources:  # the suite's per-trial resources
+            opts.resources = {k: float(v) for k, v in suite_resources.items()}
+            for job in plan.jobs:
+                job.runtime = runtime_from(args, opts.resources)
     states = job_states(plan.jobs)
     print_plan(plan, states)
     if args.dry_run:

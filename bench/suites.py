@@ -22,7 +22,8 @@ from pathlib import Path
 from bench.errors import BenchError, unknown_name
 
 SUITE_DIR = Path(__file__).parent / "suites"
-SUITE_KEYS = {"name", "description", "experiment", "model", "seeds", "methods", "hparams", "tasks", "wiseft"}
+SUITE_KEYS = {"name", "description", "experiment", "model", "seeds", "methods", "hparams", "tasks", "wiseft",
+              "resources"}  # resources: {cpu: N, gpu: M} per Ray trial (bench sweep/run --executor ray)
 TASK_KEYS = {"dataset", "train", "val", "id", "ood", "metric", "hparams", "description"}
 SET_KEYS = {"split", "dataset", "name", "metric"}
 DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]

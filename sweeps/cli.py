@@ -119,8 +119,10 @@ def cmd_sweep(args) -> int:
             sw.mode = args.mode or ("min" if "loss" in args.metric else "max")
         elif args.mode:
             raise BenchError("--mode goes with --metric.")
-        if opts.resources is None and args.executor == "ray" and sw.resources:
-            opts.resources = {k: float(v) for k, v in sw.resources.items()}
+        if args.executor == "ray" and args.resources is None and sw.resources:
+            opts.resources = {k: float(v) for k, v in sw.resources.items()}  # the suite's, per trial
+            for job in sw.jobs:
+                job.runtime = runtime_from(args, opts.resources)
         states = job_states(sw.jobs)
         print(f"sweep {sw.key}: {sw.method} on {sw.suite}/{sw.task}, {len(sw.points)} point(s) x "
               f"{len(sw.jobs) // max(len(sw.points), 1)} seed(s) = {len(sw.jobs)} job(s) ({counts(states)}); "

@@ -88,6 +88,7 @@ class StatusCallback(tune.Callback):
     def __init__(self, jobs: dict, uri: str, sweep_key: str | None):
         self.jobs, self.uri, self.sweep_key = jobs, uri, sweep_key
         self._tracker = None
+        self.ended: set[str] = set()  # run_keys whose trial completed, was stopped or failed
 
     @property
     def tracker(self):
@@ -100,7 +101,10 @@ class StatusCallback(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         from .state import mark_stopped
 
+        # Tune calls this for trials that finished or that its scheduler stopped, never for the trials it
+        # tears down when the user interrupts the whole experiment (those stay resumable).
         job = self.jobs[trial.config["run_key"]]
+        self.ended.add(job.run_key)
         if (job.run_dir / "done.json").is_file():
             return  # finished: the engine closed its run FINISHED before its last report
         epoch = (trial.last_result or {}).get("epoch")
@@ -111,6 +115,7 @@ class StatusCallback(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         job = self.jobs[trial.config["run_key"]]
+        self.ended.add(job.run_key)
         self.tracker.end_unfinished(job.run_key, "FAILED", among=("RUNNING",),
                                     tags={"bench.error": f"trial process failed; see {trial.path}"[:5000]})
 
@@ -132,6 +137,7 @@ def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name:
         scheduler = ASHAScheduler(time_attr="epoch", max_t=max(max_t, 1), grace_period=opts.asha.get("grace_period", 1),
                                   reduction_factor=opts.asha.get("reduction_factor", 2))
     trainable = tune.with_resources(tune.with_parameters(_trial, jobs=by_key, env=env), opts.resources)
+    status = StatusCallback(by_key, uri, name)
     storage = bench_home() / "ray_results"
     storage.mkdir(parents=True, exist_ok=True)
     tuner = tune.Tuner(
@@ -142,10 +148,14 @@ def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name:
                                     trial_dirname_creator=lambda t: f"{t.config['run_key']}_{t.trial_id}"),
         run_config=tune.RunConfig(name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage),
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures),
-                                  callbacks=[StatusCallback(by_key, uri, name), *opts.callbacks],
+                                  callbacks=[status, *opts.callbacks],
                                   verbose=opts.verbose),
     )
     log(f"Ray Tune: {len(jobs)} trial(s), {opts.resources} each, max concurrent {opts.max_concurrent or 'unlimited'}"
         + (f", ASHA on {metric} ({mode})" if scheduler else "") + f"; results in {storage}")
     grid = tuner.fit()
+    if set(by_key) - status.ended:
+        # Tune returns normally after a Ctrl-C (its "Tuner.restore" hint does not apply: bench resumes
+        # from its own checkpoints when the same command runs again).
+        raise KeyboardInterrupt
     return [r.config["run_key"] for r in grid if r.error is not None]

@@ -132,7 +132,13 @@ def _suite_spec(name: str, folder: str | None) -> dict:
         return {}
     from bench.suites import load_suite
 
-    return load_suite(name)
+    spec = load_suite(name)
+    res = spec.get("resources") or {}
+    ok = isinstance(res, dict) and set(res) <= {"cpu", "gpu"} and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in res.values())
+    if not ok:
+        raise BenchError(f"Suite '{name}': 'resources' must be a mapping like {{cpu: 8, gpu: 1}} (per Ray trial), got {res!r}.")
+    return spec
 
 
 def saved_sweeps(suite: str | None = None, experiment: str | None = None) -> list[dict]:
