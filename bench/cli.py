@@ -45,7 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation for the model card")
     from bench.datasets import cli as data_cli
     from bench.reports import cli as report_cli
-
     from bench.sweeps import cli as sweep_cli
 
     report_cli.add_parser(sub)
@@ -69,14 +68,11 @@ def cmd_run(args) -> int:
     plan = build_plan(suite=args.suite, folder=args.folder, tasks=args.tasks, methods=args.methods, model=args.model,
                       pretrained=args.pretrained, seeds=args.seeds, sets=args.sets, config=args.config,
                       experiment=args.experiment, wise_ft=args.wise_ft, runtime=runtime_from(args, opts.resources))
-    if args.executor == "ray" and args.resources is None and not args.folder:
+    if args.executor == "ray" and not args.folder:
         from bench.suites import load_suite
+        from bench.sweeps.cli import apply_suite_resources
 
-        suite_resources = load_suite(plan.suite).get("resources")
-        if suite_resources:  # the suite's per-trial resources
-            opts.resources = {k: float(v) for k, v in suite_resources.items()}
-            for job in plan.jobs:
-                job.runtime = runtime_from(args, opts.resources)
+        apply_suite_resources(args, opts, plan.jobs, load_suite(plan.suite).get("resources"))
     states = job_states(plan.jobs)
     print_plan(plan, states)
     if args.dry_run:

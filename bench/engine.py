@@ -239,9 +239,10 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, epoch, epochs, total
             torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
         optimizer.step()
         method.after_optimizer_step()
-        loss_sum += loss.item() * len(labels)
+        value = loss.item()  # one device sync per step, shared by the running mean and the progress bar
+        loss_sum += value * len(labels)
         seen += len(labels)
-        bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{seen / max(time.time() - t0, 1e-9):.1f}")
+        bar.set_postfix(loss=f"{value:.4f}", img_s=f"{seen / max(time.time() - t0, 1e-9):.1f}")
     elapsed = time.time() - t0
     return {"train/loss": loss_sum / max(seen, 1), "lr": lr, "time/train_s": elapsed,
             "train/images_per_s": seen / max(elapsed, 1e-9)}

@@ -97,6 +97,14 @@ def launch_options(args, suite_resources: dict | None = None):
                          max_concurrent=args.max_concurrent, asha=asha, max_failures=args.max_failures)
 
 
+def apply_suite_resources(args, opts, jobs, suite_resources: dict | None) -> None:
+    """Under Ray without --resources, each trial gets the suite's `resources` (and loader workers to match)."""
+    if args.executor == "ray" and args.resources is None and suite_resources:
+        opts.resources = {k: float(v) for k, v in suite_resources.items()}
+        for job in jobs:
+            job.runtime = runtime_from(args, opts.resources)
+
+
 def cmd_sweep(args) -> int:
     import os
 
@@ -119,10 +127,7 @@ def cmd_sweep(args) -> int:
             sw.mode = args.mode or ("min" if "loss" in args.metric else "max")
         elif args.mode:
             raise BenchError("--mode goes with --metric.")
-        if args.executor == "ray" and args.resources is None and sw.resources:
-            opts.resources = {k: float(v) for k, v in sw.resources.items()}  # the suite's, per trial
-            for job in sw.jobs:
-                job.runtime = runtime_from(args, opts.resources)
+        apply_suite_resources(args, opts, sw.jobs, sw.resources)
         states = job_states(sw.jobs)
         print(f"sweep {sw.key}: {sw.method} on {sw.suite}/{sw.task}, {len(sw.points)} point(s) x "
               f"{len(sw.jobs) // max(len(sw.points), 1)} seed(s) = {len(sw.jobs)} job(s) ({counts(states)}); "
