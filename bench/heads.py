@@ -20,14 +20,26 @@ def tokenize_prompts(tokenizer, classnames: Sequence[str], templates: Sequence[s
     return tokens.view(len(classnames), len(templates), -1)
 
 
-def class_text_embeddings(model, prompt_tokens: torch.Tensor) -> torch.Tensor:
-    """Per class: embed every template, L2-normalise, average, re-normalise. Returns [C, D].
+# Prompts per text-tower forward pass: bounded activation memory (80,000 ImageNet prompts at once take tens
+# of GB in fp32), still large enough to keep a GPU busy.
+PROMPT_CHUNK = 1024
 
-    Runs with whatever grad mode the caller chose (FLYP-CE needs gradients through the text tower).
+
+def class_text_embeddings(model, prompt_tokens: torch.Tensor, chunk_size: int = PROMPT_CHUNK) -> torch.Tensor:
+    """Per class: embed every template, L2-normalise, average, re-normalise. Returns [C, D] in fp32.
+
+    Prompts go through the text tower `chunk_size` at a time; each prompt is encoded independently, so
+    the result equals one all-at-once pass. Runs with whatever grad mode the caller chose (FLYP-CE needs
+    gradients through the text tower).
     """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n_cls, n_tpl, ctx = prompt_tokens.shape
     device = next(model.parameters()).device
-    emb = model.encode_text(prompt_tokens.view(-1, ctx).to(device), normalize=True)
+    flat = prompt_tokens.reshape(-1, ctx)
+    # fp32 before averaging: under autocast the tower returns bf16/fp16 embeddings.
+    emb = torch.cat([model.encode_text(flat[i:i + chunk_size].to(device), normalize=True).float()
+                     for i in range(0, flat.shape[0], chunk_size)])
     emb = emb.view(n_cls, n_tpl, -1).mean(dim=1)
     return F.normalize(emb, dim=-1)
 
@@ -49,10 +61,10 @@ class LinearHead(nn.Module):
 
 
 @torch.no_grad()
-def zeroshot_head(model, prompt_tokens: torch.Tensor) -> LinearHead:
+def zeroshot_head(model, prompt_tokens: torch.Tensor, chunk_size: int = PROMPT_CHUNK) -> LinearHead:
     """The zero-shot head: class text embeddings scaled by the model's temperature, bias 0."""
     was_training = model.training
     model.eval()
-    weight = class_text_embeddings(model, prompt_tokens) * model.logit_scale.exp()
+    weight = class_text_embeddings(model, prompt_tokens, chunk_size) * model.logit_scale.exp().float()
     model.train(was_training)
     return LinearHead(weight)
