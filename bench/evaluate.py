@@ -12,48 +12,79 @@ from bench.metrics import get_metric
 from bench.tasks import EvalSet
 
 
-def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, generator=None):
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
-                      generator=generator, drop_last=False, persistent_workers=False)
+def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, generator=None, device=None,
+                persistent_workers: bool | None = None, prefetch_factor: int = 4, drop_last: bool = False):
+    """A DataLoader that can feed a GPU: pinned host memory when the batches go to CUDA (async copies with
+    `non_blocking=True`), workers kept alive across epochs and several batches prefetched per worker.
+    With 0 workers on CPU it is the plain loader (tests, the toy demo)."""
+    extra = {}
+    if workers > 0:
+        # Re-spawning workers each epoch costs seconds (dataset pickling, imports) on every pass.
+        extra = {"persistent_workers": True if persistent_workers is None else persistent_workers,
+                 "prefetch_factor": prefetch_factor}
+    pin = device is not None and torch.device(device).type == "cuda"
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
+                      drop_last=drop_last, pin_memory=pin, **extra)
 
 
-@torch.no_grad()
-def predict(fn, loader, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Outputs, labels and (for datasets that yield it, like WILDS) metadata, concatenated."""
-    outs, labels, metas = [], [], []
+def predict(fn, loader, device, context=torch.no_grad) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Outputs, labels and (for datasets that yield it, like WILDS) metadata, concatenated.
+
+    `context` is a factory for the context each forward pass runs in: torch.no_grad by default, or a
+    precision's `inference` (inference mode + autocast). The returned tensors are ordinary (usable in autograd)."""
+    outs, labels, metas = predict_many([fn], loader, device, context)
+    return outs[0], labels, metas
+
+
+def predict_many(fns, loader, device, context=torch.no_grad):
+    """Every function on each batch: one decode of each image for many classifiers (WiSE-FT alphas)."""
+    outs, labels, metas = [[] for _ in fns], [], []
     for batch in loader:
         images, y = batch[0], batch[1]
-        outs.append(fn(images.to(device, non_blocking=True)).float().cpu())
+        images = images.to(device, non_blocking=True)
+        with context():
+            results = [fn(images) for fn in fns]
+        for acc, r in zip(outs, results):
+            acc.append(r.float().cpu())
         labels.append(torch.as_tensor(y))
         if len(batch) > 2:
             metas.append(torch.as_tensor(batch[2]))
-    return torch.cat(outs), torch.cat(labels), (torch.cat(metas) if metas else None)
+    # Concatenated outside `context`: tensors made in inference mode become ordinary tensors here.
+    return [torch.cat(o) for o in outs], torch.cat(labels), (torch.cat(metas) if metas else None)
 
 
 class Evaluator:
-    """Evaluates a classifier on every set of a task; datasets and loaders are built once."""
+    """Evaluates a classifier on every set of a task; datasets and loaders are built once (with workers,
+    they stay alive across epochs)."""
 
-    def __init__(self, sets: list[EvalSet], transform, batch_size: int, workers: int, device):
-        self.sets, self.device = sets, device
-        self.loaders = [make_loader(s.source.split(s.split, transform), batch_size, workers) for s in sets]
+    def __init__(self, sets: list[EvalSet], transform, batch_size: int, workers: int, device, context=torch.no_grad):
+        self.sets, self.device, self.context = sets, device, context
+        self.loaders = [make_loader(s.source.split(s.split, transform), batch_size, workers, device=device)
+                        for s in sets]
 
     def __call__(self, classifier) -> dict[str, float]:
-        metrics: dict[str, float] = {}
-        ood = []
+        return self.evaluate_many([classifier])[0]
+
+    def evaluate_many(self, classifiers) -> list[dict[str, float]]:
+        """Metrics per classifier, decoding each evaluation image once for all of them."""
+        results: list[dict[str, float]] = [{} for _ in classifiers]
+        ood: list[list[float]] = [[] for _ in classifiers]
         for s, loader in zip(self.sets, self.loaders):
-            logits, labels, metadata = predict(classifier, loader, self.device)
-            logits = s.source.project_logits(logits)
-            # Official metrics (WILDS eval, ...) come from the dataset; the rest from bench.metrics.
-            official = s.source.official_metrics(s.split, logits, labels, metadata) or {}
-            value = official[s.metric] if s.metric in official else get_metric(s.metric)(logits, labels)
-            metrics[s.key] = value
-            if s.role == "val":
-                metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, labels).item()
-            if s.role == "ood":
-                ood.append(value)
-        if ood:
-            metrics["ood/avg"] = sum(ood) / len(ood)
-        return metrics
+            all_logits, labels, metadata = predict_many(classifiers, loader, self.device, self.context)
+            for metrics, ood_values, logits in zip(results, ood, all_logits):
+                logits = s.source.project_logits(logits)
+                # Official metrics (WILDS eval, ...) come from the dataset; the rest from bench.metrics.
+                official = s.source.official_metrics(s.split, logits, labels, metadata) or {}
+                value = official[s.metric] if s.metric in official else get_metric(s.metric)(logits, labels)
+                metrics[s.key] = value
+                if s.role == "val":
+                    metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, labels).item()
+                if s.role == "ood":
+                    ood_values.append(value)
+        for metrics, ood_values in zip(results, ood):
+            if ood_values:
+                metrics["ood/avg"] = sum(ood_values) / len(ood_values)
+        return results
 
 
 class FeatureCache:
