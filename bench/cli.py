@@ -58,10 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args) -> int:
     if args.data_root:
         os.environ["BENCH_DATA"] = args.data_root
+    from bench.jobstate import RUN_LAUNCHES, job_states
+    from bench.launcher import check_options, launch
     from bench.plan import build_plan
     from bench.sweeps.cli import launch_options, runtime_from
-    from bench.sweeps.launch import check_options
-    from bench.sweeps.state import RUN_LAUNCHES, job_states, prepare_launch
 
     opts = launch_options(args)
     check_options(opts)
@@ -73,37 +73,30 @@ def cmd_run(args) -> int:
         from bench.sweeps.cli import apply_suite_resources
 
         apply_suite_resources(args, opts, plan.jobs, load_suite(plan.suite).get("resources"))
-    states = job_states(plan.jobs)
-    print_plan(plan, states)
+    print_plan(plan, job_states(plan.jobs))
     if args.dry_run:
         return 0
     from bench.config import bench_home
     from bench.reports.api import write_report
-    from bench.runner import execute
     from bench.tracking import tracking_uri
 
-    for job, state in zip(plan.jobs, states):
-        if state in RUN_LAUNCHES and state != "pending":
-            prepare_launch(job)  # a stale done marker, or a job ASHA stopped in a sweep: run it to its end
-    if args.executor == "ray":
-        from bench.sweeps.launch import launch
-
-        outcome = launch(plan.jobs, opts, launchable=RUN_LAUNCHES)
-        if outcome.failed:
-            raise BenchError(f"{len(outcome.failed)} job(s) failed under Ray ({', '.join(outcome.failed)}); rerun the "
-                             "same command to resume them.")
-    execute(plan)  # local jobs (Ray's are done and skipped), then WiSE-FT
+    wiseft = (plan.wiseft_bases, plan.alphas) if plan.wiseft_bases else None
+    outcome = launch(plan.jobs, opts, launchable=RUN_LAUNCHES, wiseft=wiseft)
     out = bench_home() / "reports" / plan.experiment
     markdown = write_report(plan.experiment, None, out)
     print()
     print(markdown)
     print(f"Report (md, LaTeX, CSV, HTML, plots): {out}")
     print(f"MLflow: experiment '{plan.experiment}' in {tracking_uri()}  (browse with `bench ui`)")
+    if outcome.failed:
+        raise BenchError(f"{len(outcome.failed)} job(s) failed ({', '.join(outcome.failed)}); the report above leaves "
+                         "them out. Their errors are logged above and tagged bench.error in MLflow; rerun the same "
+                         "command to resume them.")
     return 0
 
 
 def print_plan(plan, states=None) -> None:
-    from bench.sweeps.state import PENDING, counts
+    from bench.jobstate import PENDING, counts
 
     states = states or [PENDING] * len(plan.jobs)
     print(f"suite {plan.suite}: {len(plan.jobs)} job(s) ({counts(states)})"
@@ -191,13 +184,36 @@ COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pret
             "sweep": cmd_sweep, "status": cmd_status, "clean": cmd_clean}
 
 
+def setup_logging() -> None:
+    """bench's messages on stdout, as plain lines; libraries below WARNING stay quiet."""
+    import logging
+
+    class StdoutHandler(logging.StreamHandler):
+        """Writes to whatever sys.stdout is at the time (a test's capture, a redirected stream)."""
+
+        stream = property(lambda self: sys.stdout, lambda self, value: None)
+
+    logger = logging.getLogger("bench")
+    if not any(isinstance(h, logging.StreamHandler) and type(h).__name__ == "StdoutHandler" for h in logger.handlers):
+        handler = StdoutHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
+    from bench.signals import Terminated, terminate_as_interrupt
+
     args = build_parser().parse_args(argv)
+    setup_logging()
     try:
-        return COMMANDS[args.command](args)
+        with terminate_as_interrupt():
+            return COMMANDS[args.command](args)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("bench: interrupted; rerun the same command to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+        print(f"bench: {what}; rerun the same command to resume from the last checkpoint", file=sys.stderr)
+        return getattr(exc, "exit_code", 130)

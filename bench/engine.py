@@ -1,5 +1,5 @@
-"""One function trains and evaluates a job: `train_one(job, tracker, reporter)`. Executors only decide
-where it runs; this module never imports Ray.
+"""One function trains and evaluates a job: `train_one(job, tracker, reporter)`, the job lifecycle
+(bench/lifecycle.py) running `TrainBody`. Executors only decide where it runs; this module never imports Ray.
 
 Per epoch: train (AdamW, per-step warmup + cosine, optional grad clipping), evaluate on ID validation,
 ID test and OOD sets, update model selection, checkpoint atomically. The global RNG and the shuffle
@@ -8,7 +8,7 @@ checkpoint replays exactly the epochs an uninterrupted job would have run.
 """
 from __future__ import annotations
 
-import json
+import logging
 import sys
 import time
 from dataclasses import dataclass
@@ -20,24 +20,20 @@ from bench.evaluate import Evaluator, FeatureCache, make_loader
 from bench.fsutil import torch_save_atomic, write_json_atomic
 from bench.heads import tokenize_prompts
 from bench.jobs import Job, weights_identity
+from bench.lifecycle import JobContext, JobLifecycle, NullReporter, Result
 from bench.metrics import get_metric
 from bench.models import LoadedModel, load_model
 from bench.runtime import derive_seed, environment_tags, pick_device, seed_everything
 from bench.schedule import cosine_lr
 from bench.selection import Selection
 from bench.tasks import Task, build_task
-from bench.tracking import NullTracker, git_sha
+from bench.tracking import git_sha
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLoss(BenchError):
     pass
-
-
-class NullReporter:
-    """Executors pass a reporter; returning True from report() asks the job to stop early."""
-
-    def report(self, metrics: dict, epoch: int) -> bool:
-        return False
 
 
 @dataclass
@@ -49,7 +45,7 @@ class Prepared:
     method: object
 
 
-def prepare(job: Job, log=print, method_name: str | None = None):
+def prepare(job: Job, method_name: str | None = None):
     """Model, task data, method instance and its context for a job (shared with WiSE-FT)."""
     from bench.methods import METHODS
     from bench.methods.base import MethodContext
@@ -68,7 +64,7 @@ def prepare(job: Job, log=print, method_name: str | None = None):
         model=loaded.model, tokenizer=loaded.tokenizer, classnames=task.classnames, templates=task.templates,
         prompt_tokens=tokenize_prompts(loaded.tokenizer, task.classnames, task.templates),
         hparams=job.hparams, device=device, features=lambda role: cache(*sources[role]),
-        score=lambda logits, y: get_metric(val.metric)(val.source.project_logits(logits), y), log=log,
+        score=lambda logits, y: get_metric(val.metric)(val.source.project_logits(logits), y), log=log.info,
     )
     return Prepared(job, loaded, task, device, method), ctx
 
@@ -100,118 +96,98 @@ def job_tags(job: Job, device) -> dict:
     return tags
 
 
-def load_done(job: Job) -> dict | None:
-    path = job.run_dir / "done.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+def train_one(job: Job, tracker=None, reporter=None, wait: bool = True) -> dict:
+    """Train and evaluate one job under its lifecycle; returns its summary (selected epoch's metrics under
+    `sel/`). A done job returns its recorded summary; an interrupted one resumes from its checkpoint."""
+    return JobLifecycle(job, tracker, reporter).run(TrainBody(job), wait=wait)
 
 
-def train_one(job: Job, tracker=None, reporter=None, log=print) -> dict:
-    """Train and evaluate one job; returns its summary (selected epoch's metrics under `sel/`)."""
-    done = load_done(job)
-    if done is not None:
-        log(f"[{job.display_name}] already done ({job.run_key}); reusing its results")
-        return done
-    tracker = tracker or NullTracker()
-    reporter = reporter or NullReporter()
-    ckpt_path = job.run_dir / "checkpoint.pt"
-    resume = torch.load(ckpt_path, map_location="cpu", weights_only=False) if ckpt_path.is_file() else None
+class TrainBody:
+    """The epoch loop of one job, run by the job lifecycle (bench/lifecycle.py)."""
 
-    prep, ctx = prepare(job, log)
-    run_id = (resume or {}).get("run_id") or (tracker.find_unfinished(job.run_key) if hasattr(tracker, "find_unfinished") else None)
-    tracker.start(job, job_params(job, prep.task), job_tags(job, prep.device), resume_run_id=run_id)
-    try:
-        if run_id is None:
-            import yaml
+    kind = "job"
+    resumable = True
 
-            tracker.log_text(yaml.safe_dump({"job": job.semantic(), "runtime": job.runtime}, sort_keys=True), "config.yaml")
-        summary = _run(prep, ctx, tracker, reporter, resume, ckpt_path, log)
-    except KeyboardInterrupt:
-        tracker.finish("KILLED")
-        raise
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    return summary
+    def __init__(self, job: Job):
+        self.job = job
 
+    def prepare(self) -> tuple[dict, dict]:
+        self.prep, self.ctx = prepare(self.job)
+        return job_params(self.job, self.prep.task), job_tags(self.job, self.prep.device)
 
-def _run(prep: Prepared, ctx, tracker, reporter, resume, ckpt_path, log) -> dict:
-    job, method, hp, device = prep.job, prep.method, prep.job.hparams, prep.device
-    method.setup(ctx)
-    runtime = job.runtime
-    evaluator = Evaluator(prep.task.sets, prep.loaded.eval_transform, runtime.get("eval_batch_size", 256),
-                          runtime.get("workers", 0), device)
-    val_key = prep.task.val.key
-    selection = Selection(hp.get("selection", "best"), val_key)
-    epochs = hp["epochs"] if method.trains else 0
-    history: list[dict] = []
-    start = 0
+    def execute(self, jc: JobContext) -> Result:
+        prep, ctx = self.prep, self.ctx
+        job, method, hp, device = prep.job, prep.method, prep.job.hparams, prep.device
+        method.setup(ctx)
+        runtime = job.runtime
+        evaluator = Evaluator(prep.task.sets, prep.loaded.eval_transform, runtime.get("eval_batch_size", 256),
+                              runtime.get("workers", 0), device)
+        val_key = prep.task.val.key
+        selection = Selection(hp.get("selection", "best"), val_key)
+        if not method.trains:
+            history = [_evaluate_untrained(prep, evaluator, selection, jc)]
+            return Result({**selection.summary(), "sel/epochs_run": 1}, history)
 
-    if not method.trains:
-        _evaluate_untrained(prep, evaluator, selection, history, tracker)
-    else:
+        epochs, resume = hp["epochs"], jc.resume
         train_set = prep.task.source.split(prep.task.train_split, prep.loaded.train_transform)
         generator = torch.Generator()
         loader = make_loader(train_set, hp["batch_size"], runtime.get("workers", 0), shuffle=True, generator=generator)
         params = [p for p in method.trainable_parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["wd"])
         total_steps = epochs * len(loader)
+        history: list[dict] = []
+        start = 0
         if resume is not None:
             method.load_state_dict(resume["method"])
             optimizer.load_state_dict(resume["optimizer"])
             selection.load(resume["selection"])
             history, start = resume["history"], resume["epoch"]
-            log(f"[{job.display_name}] resuming after epoch {start}/{epochs}")
+            for h in history:  # points a kill kept from MLflow (logging is idempotent per metric and step)
+                jc.log_metrics({k: v for k, v in h.items() if k != "epoch"}, step=h["epoch"])
+            log.info("[%s] resuming after epoch %d/%d", job.display_name, start, epochs)
         if start == 0 and hp.get("selection") == "min_val_loss":
             # The zero-shot (or LP-initialised) model before any step is a candidate (few-shot protocol).
-            _evaluate_untrained(prep, evaluator, selection, history, tracker)
+            history.append(_evaluate_untrained(prep, evaluator, selection, jc, staged=True))
         for epoch in range(start, epochs):
             epoch_seed = derive_seed(job.seed, "epoch", epoch)
             seed_everything(epoch_seed)
             generator.manual_seed(epoch_seed)
-            train_stats = _train_epoch(prep, loader, optimizer, params, epoch, epochs, total_steps, log)
+            train_stats = _train_epoch(prep, loader, optimizer, params, epoch, epochs, total_steps)
             method.train(False)
             t0 = time.time()
             metrics = {**evaluator(method.classifier()), **train_stats}
             metrics["time/eval_s"] = time.time() - t0
             if selection.update(epoch + 1, metrics):
-                _save_selected(prep, epoch + 1)
+                jc.stage_selected(_selected_weights(prep, epoch + 1))
             history.append({"epoch": epoch + 1, **metrics})
-            torch_save_atomic({"epoch": epoch + 1, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                               "selection": selection.state(), "history": history, "run_id": tracker.run_id}, ckpt_path)
-            tracker.log_metrics(metrics, step=epoch + 1)
-            log(f"[{job.display_name}] epoch {epoch + 1}/{epochs} loss {train_stats['train/loss']:.4f} "
-                f"{val_key} {metrics[val_key]:.4f}" + (f" ood/avg {metrics['ood/avg']:.4f}" if "ood/avg" in metrics else ""))
-            last = epoch + 1 == epochs
-            if last:
-                break  # finish the run before the final report: a tracker must never outlive a stopped trial
-            if reporter.report(metrics, epoch + 1):
-                log(f"[{job.display_name}] stopped early by the executor after epoch {epoch + 1}")
-                tracker.finish("KILLED")
-                return selection.summary()
-
-    summary = selection.summary()
-    summary["sel/epochs_run"] = len(history)
-    tracker.log_metrics(summary, step=len(history))
-    tracker.log_text("\n".join(json.dumps(h, sort_keys=True) for h in history), "metrics.jsonl")
-    tracker.finish("FINISHED")
-    write_json_atomic({**summary, "run_key": job.run_key, "run_id": tracker.run_id}, job.run_dir / "done.json")
-    if ckpt_path.is_file():
-        ckpt_path.unlink()  # optimizer state is no longer needed; selected.pt keeps the chosen weights
-    reporter.report({**(history[-1] if history else {}), "done": True}, max(1, len(history)))
-    return {**summary, "run_key": job.run_key, "run_id": tracker.run_id}
+            jc.log_metrics(metrics, step=epoch + 1)
+            jc.save_checkpoint({"epoch": epoch + 1, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
+                                "selection": selection.state(), "history": history})
+            log.info("[%s] epoch %d/%d loss %.4f %s %.4f%s", job.display_name, epoch + 1, epochs,
+                     train_stats["train/loss"], val_key, metrics[val_key],
+                     f" ood/avg {metrics['ood/avg']:.4f}" if "ood/avg" in metrics else "")
+            if epoch + 1 == epochs:
+                break  # the lifecycle finishes the run before the final report: a tracker must never outlive a trial
+            if jc.report(metrics, epoch + 1):
+                log.info("[%s] stopped early by the executor after epoch %d", job.display_name, epoch + 1)
+                return Result(selection.summary(), history, stopped=True)
+        summary = selection.summary()
+        summary["sel/epochs_run"] = len(history)
+        return Result(summary, history)
 
 
-def _evaluate_untrained(prep: Prepared, evaluator, selection, history: list, tracker) -> None:
+def _evaluate_untrained(prep: Prepared, evaluator, selection, jc: JobContext, staged: bool = False) -> dict:
     """Epoch 0: the model as set up (zero-shot, probe), evaluated and offered to selection."""
     prep.method.train(False)
     metrics = evaluator(prep.method.classifier())
-    selection.update(0, metrics)
-    _save_selected(prep, 0)
-    history.append({"epoch": 0, **metrics})
-    tracker.log_metrics(metrics, step=0)
+    if selection.update(0, metrics):
+        weights = _selected_weights(prep, 0)
+        jc.stage_selected(weights) if staged else jc.save_selected(weights)
+    jc.log_metrics(metrics, step=0)
+    return {"epoch": 0, **metrics}
 
 
-def _train_epoch(prep: Prepared, loader, optimizer, params, epoch, epochs, total_steps, log) -> dict:
+def _train_epoch(prep: Prepared, loader, optimizer, params, epoch, epochs, total_steps) -> dict:
     from tqdm import tqdm
 
     method, hp, device = prep.method, prep.job.hparams, prep.device
@@ -248,10 +224,9 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, epoch, epochs, total
             "train/images_per_s": seen / max(elapsed, 1e-9)}
 
 
-def _save_selected(prep: Prepared, epoch: int) -> None:
+def _selected_weights(prep: Prepared, epoch: int) -> dict:
     """The selected weights, in a form open_clip loads back (`--pretrained PATH`), plus the head."""
     state = prep.method.state_dict()
-    torch_save_atomic({"state_dict": {k: v.detach().cpu() for k, v in state["model"].items()},
-                       "bench_head": None if state["head"] is None else {k: v.detach().cpu() for k, v in state["head"].items()},
-                       "arch": prep.job.model["arch"], "epoch": epoch, "method": prep.job.method},
-                      prep.job.run_dir / "selected.pt")
+    return {"state_dict": {k: v.detach().cpu() for k, v in state["model"].items()},
+            "bench_head": None if state["head"] is None else {k: v.detach().cpu() for k, v in state["head"].items()},
+            "arch": prep.job.model["arch"], "epoch": epoch, "method": prep.job.method}

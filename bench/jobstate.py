@@ -2,6 +2,7 @@
 early stops):
 
     pending     no directory under $BENCH_HOME/jobs/<run_key> and no MLflow run
+    running     another process holds the job's lock (bench/locks.py) right now
     incomplete  a directory (checkpoint, ...) or an unfinished run (RUNNING after a crash, FAILED, KILLED by
                 Ctrl-C); launching resumes it from its last checkpoint
     stopped     stopped early by a scheduler (ASHA): a `stopped.json` marker and a KILLED run. Final for
@@ -18,10 +19,11 @@ import shutil
 import time
 from collections import Counter
 
-PENDING, INCOMPLETE, STOPPED, DONE = "pending", "incomplete", "stopped", "done"
-STATES = (PENDING, INCOMPLETE, STOPPED, DONE)
-SWEEP_LAUNCHES = (PENDING, INCOMPLETE)
-RUN_LAUNCHES = (PENDING, INCOMPLETE, STOPPED)
+PENDING, RUNNING, INCOMPLETE, STOPPED, DONE = "pending", "running", "incomplete", "stopped", "done"
+STATES = (PENDING, RUNNING, INCOMPLETE, STOPPED, DONE)
+# A running job is launched too: the launcher waits for its lock, then finds it done (or resumes it).
+SWEEP_LAUNCHES = (PENDING, RUNNING, INCOMPLETE)
+RUN_LAUNCHES = (PENDING, RUNNING, INCOMPLETE, STOPPED)
 
 
 def run_indexes(jobs, uri: str | None = None) -> dict[str, dict]:
@@ -34,8 +36,12 @@ def run_indexes(jobs, uri: str | None = None) -> dict[str, dict]:
 
 
 def job_state(job, runs: list[tuple[str, str]]) -> str:
+    from bench.locks import job_lock
+
     statuses = {status for _, status in runs}
     d = job.run_dir
+    if job_lock(job.run_key).busy():
+        return RUNNING
     if (d / "done.json").is_file() and "FINISHED" in statuses:
         return DONE
     if (d / "stopped.json").is_file() and "KILLED" in statuses and "RUNNING" not in statuses:
@@ -52,12 +58,23 @@ def job_states(jobs, uri: str | None = None) -> list[str]:
 
 def prepare_launch(job) -> None:
     """Before (re)launching an incomplete job: a stale done marker would make the engine skip it."""
+    from bench.locks import job_lock
+
+    if job_lock(job.run_key).busy():
+        return  # another process is running it: its markers are its own
     done = job.run_dir / "done.json"
-    if done.is_file():
+    if done.is_file() and not _has_finished_run(job):
         done.replace(job.run_dir / "done.stale.json")
     stopped = job.run_dir / "stopped.json"
     if stopped.is_file():
         stopped.unlink()
+
+
+def _has_finished_run(job) -> bool:
+    """The marker is stale only when no FINISHED run backs it (the store was replaced, the run deleted)."""
+    from bench.tracking import run_index
+
+    return any(st == "FINISHED" for _, st in run_index(job.experiment).get(job.run_key, []))
 
 
 def mark_stopped(job, info: dict) -> None:

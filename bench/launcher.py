@@ -1,26 +1,32 @@
-"""Launch jobs with an executor and keep MLflow honest about them.
+"""The one launcher of `bench run` and `bench sweep`: which jobs run, where, and what happens when some fail.
 
-    local  one job after another in this process; Ray is never imported
+Executors (found by name in EXECUTORS, so the core never imports Ray):
+    local  one job after another in this process
     ray    Ray Tune trials (sweeps/ray_executor.py), one per job, on this machine or a cluster (--address)
 
-Both run only pending and incomplete jobs (incomplete ones resume from their checkpoint), both run the
-same `train_one`. Everything a user can get wrong (space, names, Ray address, tracking server) fails
-before the first write. With Ray and the default SQLite store, trials talk to one `mlflow server` on
-127.0.0.1 that bench starts and stops, so that a single process writes the database. After the trials,
-no run of the launched jobs stays RUNNING: an interrupted one ends KILLED, and the sweep's parent run
-ends FINISHED, FAILED (a trial failed) or KILLED (interrupted).
+Both run only launchable jobs (pending and incomplete; `bench run` also finishes jobs a sweep stopped
+early) through the same job lifecycle, then `bench run` evaluates WiSE-FT over the finished bases in this
+process. Failure policy, the same for both: a failed job is recorded FAILED, the others still run, the
+failures are listed at the end and the command exits non-zero. A job another process is running (its lock
+is held) is skipped at first and waited for at the end, so two `bench` processes on one BENCH_HOME never
+run a job twice. Everything a user can get wrong fails before the first write. With Ray and the default
+SQLite store, trials talk to one `mlflow server` on 127.0.0.1 that bench starts and stops. After the
+launch, no run of the launched jobs stays RUNNING, and a sweep's parent run ends FINISHED, FAILED or KILLED.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib
+import logging
 import time
 from dataclasses import dataclass, field
 
 from bench.errors import BenchError
+from bench.jobstate import SWEEP_LAUNCHES, counts, job_states, prepare_launch
 
-from .state import SWEEP_LAUNCHES, counts, job_states, prepare_launch
-
-EXECUTORS = ("local", "ray")
+log = logging.getLogger(__name__)
+# name -> "module:function" running a list of jobs and returning the run_keys that failed.
+EXECUTORS = {"local": "bench.launcher:run_local", "ray": "bench.sweeps.ray_executor:run_trials"}
 
 
 @dataclass
@@ -39,7 +45,7 @@ class LaunchOptions:
 @dataclass
 class Outcome:
     launched: list
-    failed: list = field(default_factory=list)      # run_keys
+    failed: list = field(default_factory=list)      # run_keys of failed jobs (WiSE-FT alphas included)
     states: list = field(default_factory=list)      # of every job passed in, after the launch
     seconds: float = 0.0
     parent_run_id: str | None = None
@@ -96,10 +102,10 @@ def check_address(address: str | None, timeout: float = 5.0) -> None:
                          "machine.") from None
 
 
-def launch(jobs, opts: LaunchOptions, sweep=None, log=print, launchable=SWEEP_LAUNCHES) -> Outcome:
-    """Run the `jobs` whose state is launchable (a sweep's: pending and incomplete, with its parent run;
-    `bench run` also finishes jobs a sweep stopped early)."""
-    from bench.tracking import MlflowTracker, check_reachable, local_server, tracking_uri
+def launch(jobs, opts: LaunchOptions, sweep=None, launchable=SWEEP_LAUNCHES, wiseft=None) -> Outcome:
+    """Run the `jobs` whose state is launchable, then (for `bench run`) WiSE-FT: `wiseft` is
+    (base methods, alphas). A sweep gets its parent run."""
+    from bench.tracking import MlflowTracker, check_reachable, tracking_uri
 
     check_options(opts)
     uri = tracking_uri()
@@ -108,33 +114,45 @@ def launch(jobs, opts: LaunchOptions, sweep=None, log=print, launchable=SWEEP_LA
         check_address(opts.address)
     states = job_states(jobs)
     todo = [j for j, s in zip(jobs, states) if s in launchable]
-    log(f"{len(jobs)} job(s): {counts(states)}; launching {len(todo)}")
-    if not todo:
+    bases = [j for j in jobs if wiseft and j.method in wiseft[0]]
+    log.info("%d job(s): %s; launching %d", len(jobs), counts(states), len(todo))
+    if not todo and not bases:
         return Outcome([], states=states)
-    ray_started = False
-    if opts.executor == "ray":
-        from . import ray_executor
-
-        ray_started, opts.resources = ray_executor.connect(opts)
     t0 = time.time()
-    try:
-        if sweep is not None:
-            sweep.save()
-        MlflowTracker(jobs[0].experiment, uri)  # the experiment (and a new SQLite store's tables) before any trial
-        serve = local_server(uri) if opts.executor == "ray" else contextlib.nullcontext(uri)
-        with serve as run_uri:
-            outcome = _launch_tracked(todo, opts, sweep, run_uri, log)
-    finally:
-        if ray_started:
-            import ray
-
-            ray.shutdown()
+    MlflowTracker(jobs[0].experiment, uri)  # the experiment (and a new SQLite store's tables) before any trial
+    outcome = Outcome(todo)
+    if todo:
+        outcome = _launch_executor(todo, opts, sweep, uri)
+    if bases:
+        outcome.failed += run_derived(bases, wiseft[1], tracker_factory(uri), skip=set(outcome.failed))
     outcome.seconds = time.time() - t0
     outcome.states = job_states(jobs)
     return outcome
 
 
-def _launch_tracked(todo, opts: LaunchOptions, sweep, uri: str, log) -> Outcome:
+def _launch_executor(todo, opts: LaunchOptions, sweep, uri: str) -> Outcome:
+    from bench.tracking import local_server
+
+    ray_started = False
+    if opts.executor == "ray":
+        from bench.sweeps import ray_executor
+
+        ray_started, opts.resources = ray_executor.connect(opts)
+    try:
+        if sweep is not None:
+            sweep.save()
+        serve = local_server(uri) if opts.executor == "ray" else contextlib.nullcontext(uri)
+        with serve as run_uri:
+            return _launch_tracked(todo, opts, sweep, run_uri)
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
+
+
+def _launch_tracked(todo, opts: LaunchOptions, sweep, uri: str) -> Outcome:
+    from bench.locks import job_lock
     from bench.tracking import MlflowTracker
 
     tracker = MlflowTracker(todo[0].experiment, uri)
@@ -142,26 +160,26 @@ def _launch_tracked(todo, opts: LaunchOptions, sweep, uri: str, log) -> Outcome:
     if sweep is not None:
         parent = tracker.open_parent(sweep.key, sweep.name, sweep.parent_tags(), sweep.parent_params(), sweep.spec_text())
         sweep.tag_jobs(parent)
-        log(f"MLflow parent run {parent} ({sweep.name}, sweep {sweep.key})")
+        log.info("MLflow parent run %s (%s, sweep %s)", parent, sweep.name, sweep.key)
     for job in todo:
         prepare_launch(job)
     outcome = Outcome(todo, parent_run_id=parent)
     status = "KILLED"
     try:
+        run = _executor(opts.executor)
         if opts.executor == "ray":
-            from . import ray_executor
-
             metric, mode = (sweep.metric, sweep.mode) if sweep else (None, None)
-            outcome.failed = ray_executor.run_trials(todo, opts, uri, metric=metric, mode=mode,
-                                                     name=(sweep.key if sweep else "run"), log=log)
+            outcome.failed = run(todo, opts, uri, metric=metric, mode=mode, name=(sweep.key if sweep else "run"))
         else:
             if opts.asha:
-                log("note: ASHA early stopping needs --executor ray; every trial runs to its last epoch")
-            outcome.failed = _run_local(todo, tracker, log)
+                log.info("note: ASHA early stopping needs --executor ray; every trial runs to its last epoch")
+            outcome.failed = run(todo, tracker_factory(uri))
         status = "FAILED" if outcome.failed else "FINISHED"
     finally:
         index = tracker.runs_by_key()
-        for job in todo:  # never leave a run RUNNING: whatever still is was interrupted with us
+        for job in todo:  # never leave a run RUNNING, unless another live process is running that job
+            if job_lock(job.run_key).busy():
+                continue
             for run_id, run_status in index.get(job.run_key, []):
                 if run_status == "RUNNING":
                     tracker.set_status(run_id, "KILLED", {"bench.stopped_by": "interrupt"})
@@ -170,20 +188,69 @@ def _launch_tracked(todo, opts: LaunchOptions, sweep, uri: str, log) -> Outcome:
     return outcome
 
 
-def _run_local(jobs, tracker, log) -> list[str]:
-    """One job after another in this process; a crashed job (a diverged learning rate, ...) is recorded
-    FAILED by the engine and the others still run."""
-    from bench.engine import train_one
+def _executor(name: str):
+    module, _, func = EXECUTORS[name].partition(":")
+    return getattr(importlib.import_module(module), func)
 
-    failed = []
+
+def tracker_factory(uri: str):
+    """jobs -> a fresh tracker of the job's experiment (one client per experiment, shared)."""
+    from bench.tracking import MlflowTracker
+
+    cache: dict[str, MlflowTracker] = {}
+
+    def make(job):
+        if job.experiment not in cache:
+            cache[job.experiment] = MlflowTracker(job.experiment, uri)
+        return cache[job.experiment].fork()
+
+    return make
+
+
+def _guarded(what: str, fn, failed: list, key: str):
+    """Run fn(); a failure is logged and recorded, the launch goes on (KeyboardInterrupt propagates)."""
+    try:
+        return fn()
+    except Exception as exc:
+        failed.append(key)
+        log.error("== %s FAILED: %s: %s", what, type(exc).__name__, exc)
+        return None
+
+
+def run_local(jobs, make_tracker) -> list[str]:
+    """One job after another in this process. A job another process holds is deferred, then waited for."""
+    from bench.engine import train_one
+    from bench.lifecycle import Busy
+
+    failed: list[str] = []
+    deferred = []
     for i, job in enumerate(jobs, 1):
         t0 = time.time()
-        log(f"== trial {i}/{len(jobs)}: {job.display_name} ({job.run_key})")
+        log.info("== job %d/%d: %s (%s)", i, len(jobs), job.display_name, job.run_key)
         try:
-            train_one(job, tracker.fork(), log=log)
-        except Exception as exc:  # KeyboardInterrupt propagates
-            failed.append(job.run_key)
-            log(f"== {job.display_name} FAILED: {type(exc).__name__}: {exc}")
+            if _guarded(job.display_name, lambda: train_one(job, make_tracker(job), wait=False), failed, job.run_key):
+                log.info("== %s finished in %.1fs", job.display_name, time.time() - t0)
+        except Busy as exc:
+            log.info("== %s: skipped for now, %s", job.display_name, exc)
+            deferred.append(job)
+    for job in deferred:
+        log.info("== waiting for %s (another process is running it)", job.display_name)
+        _guarded(job.display_name, lambda: train_one(job, make_tracker(job)), failed, job.run_key)
+    return failed
+
+
+def run_derived(bases, alphas, make_tracker, skip=()) -> list[str]:
+    """WiSE-FT over each base job (skipping bases that failed); returns the run_keys that failed."""
+    from bench.methods.wiseft import derive_jobs
+    from bench.wiseft_eval import run_wiseft
+
+    failed: list[str] = []
+    for base in bases:
+        if base.run_key in skip:
+            log.info("== WiSE-FT over %s skipped: the base job failed", base.display_name)
             continue
-        log(f"== {job.display_name} finished in {time.time() - t0:.1f}s")
+        derived = derive_jobs(base, alphas)
+        log.info("== WiSE-FT over %s: %d alphas", base.display_name, len(derived))
+        _guarded(f"WiSE-FT over {base.display_name}", lambda: run_wiseft(base, derived, make_tracker), failed,
+                 base.run_key)
     return failed

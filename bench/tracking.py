@@ -11,10 +11,12 @@ through `local_server()`, one `mlflow server` on 127.0.0.1, and trials talk HTTP
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import subprocess
 from pathlib import Path
+from typing import Protocol
 
 from bench.config import bench_home
 
@@ -43,10 +45,29 @@ def git_sha() -> str:
         return "unknown"
 
 
+_READY: set[str] = set()
+
+
+def ensure_store(uri: str) -> None:
+    """Create or migrate a SQLite store under a lock, once per process: two processes that open a new
+    store at once would both create its tables and one would die (`duplicate column name`)."""
+    if not uri.startswith("sqlite:") or uri in _READY:
+        return
+    from mlflow.tracking import MlflowClient
+
+    from bench.locks import exclusive
+
+    with exclusive("mlflow-store"):
+        MlflowClient(tracking_uri=uri).search_experiments(max_results=1)
+    _READY.add(uri)
+
+
 def client(uri: str | None = None):
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri or tracking_uri())
+    uri = uri or tracking_uri()
+    ensure_store(uri)
+    return MlflowClient(tracking_uri=uri)
 
 
 def download_text_artifact(run_id: str, path: str, uri: str) -> str | None:
@@ -64,8 +85,25 @@ def download_text_artifact(run_id: str, path: str, uri: str) -> str | None:
         return None
 
 
+class Tracker(Protocol):
+    """What the job lifecycle needs from a tracking backend (one run at a time)."""
+
+    run_id: str | None
+
+    def find_unfinished(self, run_key: str) -> str | None: ...
+    def start(self, job, params: dict, tags: dict, resume_run_id: str | None = None) -> None: ...
+    def log_metrics(self, metrics: dict, step: int) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
+    def set_tags(self, tags: dict) -> None: ...
+    def finish(self, status: str = "FINISHED") -> None: ...
+    def final_metrics(self, run_key: str) -> dict | None: ...
+
+
 class NullTracker:
     run_id = None
+
+    def find_unfinished(self, run_key: str) -> str | None:
+        return None
 
     def start(self, job, params: dict, tags: dict, resume_run_id: str | None = None) -> None: ...
     def log_metrics(self, metrics: dict, step: int) -> None: ...
@@ -73,23 +111,29 @@ class NullTracker:
     def set_tags(self, tags: dict) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
 
+    def final_metrics(self, run_key: str) -> dict | None:
+        return None
+
 
 class MlflowTracker:
     """One MLflow run at a time, through MlflowClient (no global active-run state, safe in workers)."""
 
     def __init__(self, experiment: str, uri: str | None = None):
-        from mlflow.tracking import MlflowClient
+        from bench.locks import exclusive
 
         self.uri = uri or tracking_uri()
-        self.client = MlflowClient(tracking_uri=self.uri)
+        self.client = client(self.uri)
         self.experiment = experiment
-        self.experiment_id = self._experiment_id(experiment)
+        with exclusive("mlflow-experiment") if self.uri.startswith("sqlite:") else contextlib.nullcontext():
+            self.experiment_id = self._experiment_id(experiment)  # two processes must not both create it
         self.run_id: str | None = None
+        self._logged: set[tuple[str, int]] = set()
 
     def fork(self) -> "MlflowTracker":
         """A tracker for another run of the same experiment, sharing the client."""
         other = copy.copy(self)
         other.run_id = None
+        other._logged = set()
         return other
 
     def _experiment_id(self, name: str) -> str:
@@ -115,9 +159,11 @@ class MlflowTracker:
     def start(self, job, params: dict, tags: dict, resume_run_id: str | None = None) -> None:
         from mlflow.entities import Param, RunTag
 
-        if resume_run_id:
+        self._logged = set()
+        if resume_run_id and self._alive(resume_run_id):
             self.run_id = resume_run_id
             self.client.update_run(resume_run_id, status="RUNNING")
+            self._logged = self._logged_points(resume_run_id)
         else:
             # REST stores (an MLflow server) take string tag values only; SQLite converts silently.
             run = self.client.create_run(self.experiment_id, tags={k: str(v) for k, v in tags.items()},
@@ -126,15 +172,34 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=[Param(k, _param(v)) for k, v in params.items()])
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
+    def _alive(self, run_id: str) -> bool:
+        """A run to resume must still exist in this store (it may have been deleted or the store replaced)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client.get_run(run_id).info.lifecycle_stage == "active"
+        except MlflowException:
+            return False
+
+    def _logged_points(self, run_id: str) -> set[tuple[str, int]]:
+        """(metric, step) pairs already in a reopened run, so that replaying an epoch after a kill never
+        logs a point twice."""
+        points = set()
+        for key in self.client.get_run(run_id).data.metrics:
+            points.update((key, m.step) for m in self.client.get_metric_history(run_id, key))
+        return points
+
     def log_metrics(self, metrics: dict, step: int) -> None:
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+        fresh = {k: v for k, v in metrics.items() if (k, step) not in self._logged}
+        batch = [Metric(k, float(v), now, step) for k, v in fresh.items()]
         for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
             self.client.log_batch(self.run_id, metrics=batch[i:i + 900])
+        self._logged.update((k, step) for k in fresh)
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
@@ -147,6 +212,18 @@ class MlflowTracker:
     def finish(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
+
+    def final_metrics(self, run_key: str) -> dict | None:
+        """The newest FINISHED run of `run_key` as a done-marker summary ({sel/...: v, run_id}), or None."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`bench.run_key` = '{run_key}' and "
+                                       "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
+                                       max_results=1)
+        if not runs:
+            return None
+        sel = {k: v for k, v in runs[0].data.metrics.items() if k.startswith("sel/")}
+        digest = runs[0].data.tags.get("bench.selected_sha256")
+        extra = {"selected_sha256": digest} if digest else {}
+        return {**sel, **extra, "run_key": run_key, "run_id": runs[0].info.run_id} if sel else None
 
     # --- sweeps: parent runs, run states, cleanup ------------------------------------------------
     def runs_by_key(self) -> dict[str, list[tuple[str, str]]]:

@@ -87,7 +87,7 @@ def runtime_from(args, resources: dict | None = None) -> dict:
 
 
 def launch_options(args, suite_resources: dict | None = None):
-    from .launch import LaunchOptions, parse_resources
+    from bench.launcher import LaunchOptions, parse_resources
 
     resources = parse_resources(args.resources)
     if resources is None and args.executor == "ray" and suite_resources:
@@ -108,8 +108,8 @@ def apply_suite_resources(args, opts, jobs, suite_resources: dict | None) -> Non
 def cmd_sweep(args) -> int:
     import os
 
-    from .launch import check_options, launch
-    from .state import counts, format_table, job_states
+    from bench.launcher import check_options, launch
+    from bench.jobstate import counts, format_table, job_states
     from .sweep import build_sweep
 
     if args.data_root:
@@ -148,7 +148,7 @@ def cmd_sweep(args) -> int:
 def _result_table(sw, outcome) -> str:
     import json
 
-    from .state import counts, format_table
+    from bench.jobstate import counts, format_table
 
     lines = [f"sweep {sw.key} ({sw.method}/{sw.task}): launched {len(outcome.launched)} in {outcome.seconds:.1f}s; "
              f"now {counts(outcome.states)}" + (f"; parent run {outcome.parent_run_id}" if outcome.parent_run_id else "")]
@@ -165,7 +165,7 @@ def cmd_status(args) -> int:
 
     from bench.plan import build_plan
 
-    from .state import counts, format_table, job_states, unfinished_everywhere
+    from bench.jobstate import counts, format_table, job_states, unfinished_everywhere
     from .sweep import saved_sweeps
 
     if args.data_root:
@@ -200,7 +200,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_clean(args) -> int:
-    from .state import describe, remove, unfinished_everywhere
+    from bench.jobstate import describe, remove, unfinished_everywhere
 
     if not args.incomplete:
         raise BenchError("Nothing to clean: pass --incomplete (and --stopped to include jobs ASHA stopped early).")

@@ -99,13 +99,14 @@ class StatusCallback(tune.Callback):
         return self._tracker
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        from .state import mark_stopped
+        from bench.jobstate import mark_stopped
+        from bench.lifecycle import JobLifecycle
 
         # Tune calls this for trials that finished or that its scheduler stopped, never for the trials it
         # tears down when the user interrupts the whole experiment (those stay resumable).
         job = self.jobs[trial.config["run_key"]]
         self.ended.add(job.run_key)
-        if (job.run_dir / "done.json").is_file():
+        if JobLifecycle(job).done_path.is_file():
             return  # finished: the engine closed its run FINISHED before its last report
         epoch = (trial.last_result or {}).get("epoch")
         tags = {"bench.stopped_by": "tune", "bench.stopped_epoch": epoch}
@@ -120,7 +121,7 @@ class StatusCallback(tune.Callback):
                                     tags={"bench.error": f"trial process failed; see {trial.path}"[:5000]})
 
 
-def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name: str, log=print) -> list[str]:
+def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name: str) -> list[str]:
     """Run `jobs` as Tune trials; returns the run_keys of the trials that failed."""
     import time
 
@@ -151,7 +152,9 @@ def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name:
                                   callbacks=[status, *opts.callbacks],
                                   verbose=opts.verbose),
     )
-    log(f"Ray Tune: {len(jobs)} trial(s), {opts.resources} each, max concurrent {opts.max_concurrent or 'unlimited'}"
+    import logging
+
+    logging.getLogger(__name__).info(f"Ray Tune: {len(jobs)} trial(s), {opts.resources} each, max concurrent {opts.max_concurrent or 'unlimited'}"
         + (f", ASHA on {metric} ({mode})" if scheduler else "") + f"; results in {storage}")
     grid = tuner.fit()
     if set(by_key) - status.ended:

@@ -30,7 +30,7 @@ def runs(experiment="tests"):
 
 def test_mlflow_run_records_params_metrics_tags_and_finishes(bench_home, folder_root):
     job = make_job(folder_root, "ft")
-    summary = train_one(job, MlflowTracker("tests"), log=lambda s: None)
+    summary = train_one(job, MlflowTracker("tests"))
     client, found = runs()
     assert len(found) == 1
     run = found[0]
@@ -59,21 +59,21 @@ def test_a_run_whose_training_raises_ends_failed(bench_home, folder_root, monkey
 
     monkeypatch.setattr(FineTune, "training_step", boom)
     with pytest.raises(RuntimeError, match="injected"):
-        train_one(make_job(folder_root, "ft"), MlflowTracker("tests"), log=lambda s: None)
+        train_one(make_job(folder_root, "ft"), MlflowTracker("tests"))
     assert [r.info.status for r in runs()[1]] == ["FAILED"]
 
 
 def test_non_finite_loss_fails_clearly(bench_home, folder_root):
     job = make_job(folder_root, "flyp", lr=1e12, warmup=0, logit_scale_max=0.0)
     with pytest.raises(NonFiniteLoss, match="Lower the learning rate"):
-        train_one(job, MlflowTracker("tests"), log=lambda s: None)
+        train_one(job, MlflowTracker("tests"))
     assert [r.info.status for r in runs()[1]] == ["FAILED"]
 
 
 @pytest.mark.parametrize("method", ["flyp", "ft"])
 def test_interrupted_run_resumes_to_the_same_result(bench_home, folder_root, tmp_path, monkeypatch, method):
     job = make_job(folder_root, method, epochs=3)
-    straight = train_one(job, MlflowTracker("tests"), log=lambda s: None)
+    straight = train_one(job, MlflowTracker("tests"))
     straight_weights = torch.load(job.run_dir / "selected.pt", weights_only=False)["state_dict"]
 
     monkeypatch.setenv("BENCH_HOME", str(tmp_path / "second"))
@@ -81,12 +81,12 @@ def test_interrupted_run_resumes_to_the_same_result(bench_home, folder_root, tmp
     import shutil
     shutil.copy(bench_home / "mlflow.db", tmp_path / "second" / "mlflow.db")
     with pytest.raises(KeyboardInterrupt):
-        train_one(job, MlflowTracker("tests"), StopAfter(1), log=lambda s: None)
+        train_one(job, MlflowTracker("tests"), StopAfter(1))
     assert torch.load(job.run_dir / "checkpoint.pt", weights_only=False)["epoch"] == 1
     client, found = runs()
     killed = [r for r in found if r.info.status == "KILLED"]
     assert len(killed) == 1
-    resumed = train_one(job, MlflowTracker("tests"), log=lambda s: None)
+    resumed = train_one(job, MlflowTracker("tests"))
 
     for key, value in straight.items():
         if key.startswith("sel/"):
@@ -101,6 +101,6 @@ def test_interrupted_run_resumes_to_the_same_result(bench_home, folder_root, tmp
 
 def test_finished_job_is_not_run_again(bench_home, folder_root):
     job = make_job(folder_root, "zeroshot")
-    first = train_one(job, MlflowTracker("tests"), log=lambda s: None)
-    second = train_one(job, MlflowTracker("tests"), log=lambda s: None)
+    first = train_one(job, MlflowTracker("tests"))
+    second = train_one(job, MlflowTracker("tests"))
     assert first == second and len(runs()[1]) == 1

@@ -5,11 +5,10 @@ from mlflow.tracking import MlflowClient
 
 from bench.cli import main
 from bench.engine import train_one
-from bench.sweeps.state import DONE, INCOMPLETE, PENDING, STOPPED, job_states, mark_stopped, prepare_launch
+from bench.jobstate import DONE, INCOMPLETE, PENDING, STOPPED, job_states, mark_stopped, prepare_launch
 from bench.tracking import MlflowTracker, tracking_uri
 from conftest import make_job
 
-QUIET = dict(log=lambda s: None)
 TINY = ["--model", "bench-tiny", "--pretrained", "none", "--workers", "0", "--set", "epochs=2", "--set", "batch_size=8",
         "--set", "warmup=2", "--set", "lr=1e-3"]
 
@@ -40,11 +39,11 @@ def test_states_follow_the_job_through_crash_resume_and_a_lost_record(bench_home
     job = make_job(folder_root, "ft")
     assert job_states([job]) == [PENDING]
     with pytest.raises(RuntimeError, match="injected"):
-        train_one(job, MlflowTracker("tests"), CrashAfter(1), **QUIET)
+        train_one(job, MlflowTracker("tests"), CrashAfter(1))
     assert (job.run_dir / "checkpoint.pt").is_file() and statuses() == ["FAILED"]
     assert job_states([job]) == [INCOMPLETE]
 
-    train_one(job, MlflowTracker("tests"), **QUIET)  # resumes the same run from its checkpoint
+    train_one(job, MlflowTracker("tests"))  # resumes the same run from its checkpoint
     assert job_states([job]) == [DONE] and statuses() == ["FINISHED"]
 
     # The MLflow record is gone (store replaced, run deleted): the marker alone does not make it done.
@@ -54,19 +53,19 @@ def test_states_follow_the_job_through_crash_resume_and_a_lost_record(bench_home
     assert job_states([job]) == [INCOMPLETE]
     prepare_launch(job)
     assert (job.run_dir / "done.stale.json").is_file() and not (job.run_dir / "done.json").exists()
-    train_one(job, MlflowTracker("tests"), **QUIET)
+    train_one(job, MlflowTracker("tests"))
     assert job_states([job]) == [DONE] and statuses() == ["FINISHED"]
 
 
 def test_a_job_stopped_early_is_stopped_only_with_its_marker(bench_home, folder_root):
     job = make_job(folder_root, "ft", epochs=3)
-    train_one(job, MlflowTracker("tests"), StopAt(1), **QUIET)
+    train_one(job, MlflowTracker("tests"), StopAt(1))
     assert statuses() == ["KILLED"] and (job.run_dir / "checkpoint.pt").is_file()
     assert job_states([job]) == [INCOMPLETE]  # KILLED alone: Ctrl-C, resumable
     mark_stopped(job, {"by": "tune", "epoch": 1})
     assert job_states([job]) == [STOPPED]
     prepare_launch(job)  # `bench run` wants the whole job: it resumes a stopped one
-    train_one(job, MlflowTracker("tests"), **QUIET)
+    train_one(job, MlflowTracker("tests"))
     assert job_states([job]) == [DONE] and statuses() == ["FINISHED"]
 
 
@@ -80,7 +79,7 @@ def test_bench_run_dry_run_shows_states_and_a_rerun_launches_nothing(bench_home,
     out = capsys.readouterr().out
     assert "1 job(s) (1 done)" in out and " done " in out
     assert main(args) == 0
-    assert "already done" in capsys.readouterr().out
+    assert "1 job(s): 1 done; launching 0" in capsys.readouterr().out
     client = MlflowClient(tracking_uri())
     runs = client.search_runs([client.get_experiment_by_name("folder").experiment_id])
     assert [r.info.status for r in runs] == ["FINISHED"]
@@ -88,12 +87,12 @@ def test_bench_run_dry_run_shows_states_and_a_rerun_launches_nothing(bench_home,
 
 def test_clean_incomplete_asks_then_deletes_only_unfinished_jobs(bench_home, folder_root, capsys, monkeypatch):
     done = make_job(folder_root, "ft", epochs=1)
-    train_one(done, MlflowTracker("tests"), **QUIET)
+    train_one(done, MlflowTracker("tests"))
     broken = make_job(folder_root, "ft", lr=2e-3)
     with pytest.raises(RuntimeError):
-        train_one(broken, MlflowTracker("tests"), CrashAfter(1), **QUIET)
+        train_one(broken, MlflowTracker("tests"), CrashAfter(1))
     stopped = make_job(folder_root, "ft", lr=3e-3)
-    train_one(stopped, MlflowTracker("tests"), StopAt(1), **QUIET)
+    train_one(stopped, MlflowTracker("tests"), StopAt(1))
     mark_stopped(stopped, {"by": "tune", "epoch": 1})
     assert job_states([done, broken, stopped]) == [DONE, INCOMPLETE, STOPPED]
 

@@ -9,7 +9,7 @@ from conftest import make_job
 
 
 def setup_method_for(folder_root, method, **hp):
-    prep, ctx = prepare(make_job(folder_root, method, **hp), log=lambda s: None)
+    prep, ctx = prepare(make_job(folder_root, method, **hp))
     prep.method.setup(ctx)
     return prep, ctx
 

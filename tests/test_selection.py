@@ -31,5 +31,5 @@ def test_min_val_loss_considers_the_untrained_model(bench_home, folder_root):
 
     # A learning rate this large wrecks the model, so the untrained epoch 0 must win.
     job = make_job(folder_root, "ft", selection="min_val_loss", lr=5.0, warmup=0, grad_clip=0.0, epochs=2)
-    summary = train_one(job, log=lambda s: None)
+    summary = train_one(job)
     assert summary["sel/epoch"] == 0 and summary["sel/epochs_run"] == 3

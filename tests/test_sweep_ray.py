@@ -14,11 +14,10 @@ os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
-from bench.sweeps.launch import LaunchOptions, launch  # noqa: E402
-from bench.sweeps.state import DONE, INCOMPLETE, STOPPED, job_states  # noqa: E402
+from bench.launcher import LaunchOptions, launch  # noqa: E402
+from bench.jobstate import DONE, INCOMPLETE, STOPPED, job_states  # noqa: E402
 from bench.sweeps.sweep import build_sweep  # noqa: E402
 
-QUIET = lambda s: None  # noqa: E731
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,7 @@ def test_ray_asha_sweep_survives_a_killed_worker_and_reruns_nothing(bench_home, 
     kill = KillAtEpoch(target.run_key, 1)
     # One trial at a time: the trial order, and so ASHA's decisions, are deterministic.
     first = launch(sweep.jobs, LaunchOptions(executor="ray", max_concurrent=1, asha=asha, verbose=0, callbacks=[kill]),
-                   sweep=sweep, log=QUIET)
+                   sweep=sweep)
     assert kill.killed and first.failed == [target.run_key]
     runs, parents, children = tree("folder")
     assert len(parents) == 1 and parents[0].info.status == "FAILED" and len(children) == 4 and len(runs) == 5
@@ -83,7 +82,7 @@ def test_ray_asha_sweep_survives_a_killed_worker_and_reruns_nothing(bench_home, 
             assert children[i].data.tags["bench.stopped_by"] == "tune"
 
     second = launch(sweep.jobs, LaunchOptions(executor="ray", max_concurrent=1, asha=asha, verbose=0),
-                    sweep=sweep, log=QUIET)
+                    sweep=sweep)
     assert [j.run_key for j in second.launched] == [target.run_key] and not second.failed
     runs, parents, children = tree("folder")
     assert len(runs) == 5 and parents[0].info.status == "FINISHED"
@@ -91,7 +90,7 @@ def test_ray_asha_sweep_survives_a_killed_worker_and_reruns_nothing(bench_home, 
     assert [m.step for m in _history(children[0].info.run_id, "val/loss")] == [1, 2, 3]  # one run, resumed
     resumed = json.loads((target.run_dir / "done.json").read_text())
 
-    third = launch(sweep.jobs, LaunchOptions(executor="ray", asha=asha, verbose=0), sweep=sweep, log=QUIET)
+    third = launch(sweep.jobs, LaunchOptions(executor="ray", asha=asha, verbose=0), sweep=sweep)
     assert third.launched == [] and len(tree("folder")[0]) == 5
 
     # The same job, uninterrupted, with the local executor's engine call in another BENCH_HOME.
@@ -105,7 +104,7 @@ def test_ray_asha_sweep_survives_a_killed_worker_and_reruns_nothing(bench_home, 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the Ray worker (OMP_NUM_THREADS = the trial's CPUs)
     try:
-        straight = train_one(twin, log=QUIET)
+        straight = train_one(twin)
     finally:
         torch.set_num_threads(threads)
     sel = sorted(k for k in straight if k.startswith("sel/"))

@@ -3,11 +3,11 @@ import pytest
 import torch
 
 from bench.engine import prepare, train_one
-from bench.methods.wiseft import derive_jobs, interpolate, run_wiseft
+from bench.methods.wiseft import derive_jobs, interpolate
+from bench.wiseft_eval import run_wiseft
 from bench.tracking import MlflowTracker
 from conftest import make_job
 
-QUIET = dict(log=lambda s: None)
 
 
 def logits_of(prep, method, images):
@@ -19,16 +19,16 @@ def logits_of(prep, method, images):
 @pytest.mark.parametrize("base_method", ["ft", "flyp"])
 def test_alpha_endpoints_reproduce_zeroshot_and_finetuned_predictions(bench_home, folder_root, base_method):
     base = make_job(folder_root, base_method)
-    ft_summary = train_one(base, MlflowTracker("tests"), **QUIET)
-    zs_summary = train_one(make_job(folder_root, "zeroshot"), MlflowTracker("tests"), **QUIET)
+    ft_summary = train_one(base, MlflowTracker("tests"))
+    zs_summary = train_one(make_job(folder_root, "zeroshot"), MlflowTracker("tests"))
     jobs = derive_jobs(base, [0.0, 0.5, 1.0])
-    out = run_wiseft(base, jobs, lambda j: MlflowTracker("tests"), **QUIET)
+    out = run_wiseft(base, jobs, lambda j: MlflowTracker("tests"))
     sel = lambda s: {k: v for k, v in s.items() if k.startswith("sel/") and k != "sel/epoch" and k != "sel/epochs_run"}
     assert sel(out[0]) == sel(zs_summary)
     assert sel(out[2]) == sel(ft_summary)
 
     # Logit-level check on a batch: interpolated weights at the endpoints give identical logits.
-    prep, ctx = prepare(base, method_name="zeroshot", **QUIET)
+    prep, ctx = prepare(base, method_name="zeroshot")
     prep.method.setup(ctx)
     images = torch.stack([prep.task.source.split("test", prep.loaded.eval_transform)[i][0] for i in range(8)])
     zs_logits = logits_of(prep, prep.method, images)
