@@ -6,11 +6,12 @@ work starts.
 """
 from __future__ import annotations
 
-import difflib
+import math
 import os
+from numbers import Real
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.errors import BenchError, did_you_mean
 
 # Engine-level hyperparameters every training method uses (paper-scale defaults: ImageNet, ViT-B/16).
 COMMON_HPARAMS = {
@@ -23,6 +24,66 @@ COMMON_HPARAMS = {
     "selection": "best",     # best ID-validation metric | last epoch | min_val_loss (epoch 0 = zero-shot included)
 }
 CHOICES = {"selection": ("best", "last", "min_val_loss")}
+
+
+def _positive(v):
+    return v > 0
+
+
+def _non_negative(v):
+    return v >= 0
+
+
+def _c_grid(v):
+    return bool(v) and all(isinstance(c, Real) and not isinstance(c, bool) and math.isfinite(c) and c > 0 for c in v)
+
+
+# Value ranges by key (common and method-specific, see methods/*.py `hparams`): (test, what a valid value is).
+# Every float must also be finite. Checked in `coerce`, so --set, --config, suites and sweep spaces all obey them.
+RANGES = {
+    "lr": (_positive, "> 0 (e.g. 1e-5)"),
+    "wd": (_non_negative, ">= 0 (0 disables weight decay)"),
+    "batch_size": (lambda v: v >= 1, ">= 1"),
+    "epochs": (lambda v: v >= 1, ">= 1 (for no training use --methods zeroshot)"),
+    "warmup": (_non_negative, ">= 0 warmup steps"),
+    "grad_clip": (_non_negative, ">= 0 (0 disables clipping)"),
+    "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "l2sp_weight": (_non_negative, ">= 0"),
+    "logit_scale_max": (lambda v: v == 0 or v > 1, "0 (no clamp) or > 1 (e.g. 100)"),
+    "lp_c_grid": (_c_grid, "a non-empty list of positive finite numbers (e.g. [0.1, 1, 10])"),
+}
+
+
+def check_range(key: str, value) -> None:
+    """Raise for a value of the right type but outside its valid range (`key` may be scoped: flyp.lr)."""
+    bare = key.rpartition(".")[2]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise BenchError(f"Hyperparameter '{key}' must be a finite number, got {value!r}.")
+    rule = RANGES.get(bare)
+    if rule and not rule[0](value):
+        raise BenchError(f"Hyperparameter '{key}' must be {rule[1]}, got {value!r}.")
+
+
+def check_alphas(value, where: str) -> list[float]:
+    """WiSE-FT mixing coefficients: a non-empty list of numbers in [0, 1] (0 = zero-shot, 1 = finetuned)."""
+    example = "for example [0, 0.5, 1]"
+    if not isinstance(value, list) or not value:
+        raise BenchError(f"{where} must be a non-empty list of WiSE-FT alphas in [0, 1], {example}; got {value!r}.")
+    bad = [a for a in value if isinstance(a, bool) or not isinstance(a, Real) or not 0 <= a <= 1]
+    if bad:
+        raise BenchError(f"{where}: every WiSE-FT alpha must be a number in [0, 1] (0 = zero-shot weights, "
+                         f"1 = finetuned), {example}; got {bad[0]!r}.")
+    return [float(a) for a in value]
+
+
+def expect(value, kind: type | tuple, where: str, example: str):
+    """Shape check for config and suite entries: one message naming the entry, what it must be and an example."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = {dict: "a mapping", list: "a list", str: "a string", int: "an integer", type(None): "empty"}
+        wanted = " or ".join(names.get(k, k.__name__) for k in kinds)
+        raise BenchError(f"{where} must be {wanted}, for example {example}; got {type(value).__name__} {value!r}.")
+    return value
 
 
 def bench_home() -> Path:
@@ -55,9 +116,14 @@ def coerce(key: str, value, default):
     if not ok:
         raise BenchError(f"Hyperparameter '{key}' expects {kind.__name__} (default {default!r}), got {value!r}.")
     if kind is float:
-        value = float(value)
-    if key in CHOICES and value not in CHOICES[key]:
-        raise BenchError(f"Hyperparameter '{key}' must be one of {CHOICES[key]}, got {value!r}.")
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too large for a float (YAML reads 1000...0 as int)
+            raise BenchError(f"Hyperparameter '{key}' must be a finite number, got {value!r}.") from None
+    check_range(key, value)
+    choices = CHOICES.get(key.rpartition(".")[2])
+    if choices and value not in choices:
+        raise BenchError(f"Hyperparameter '{key}' must be one of {choices}, got {value!r}.")
     return value
 
 
@@ -74,6 +140,15 @@ def _parse_scalar(text: str):
         return yaml.safe_load(text)
     except yaml.YAMLError:
         return text
+
+
+def check_layer(layer, where: str) -> dict:
+    """An `hparams` entry: a mapping of key (or method.key) to value; None (an empty YAML entry) means none."""
+    layer = {} if layer is None else expect(layer, dict, where, "{lr: 1e-5, flyp.epochs: 2}")
+    for key in layer:
+        if not isinstance(key, str):
+            raise BenchError(f"{where}: hyperparameter names must be strings like lr or flyp.lr, got {key!r}.")
+    return layer
 
 
 def split_scoped(overrides: dict, method_names: list[str]) -> tuple[dict, dict[str, dict]]:
@@ -105,9 +180,7 @@ def validate_keys(layers: list[dict], defaults_by_method: dict[str, dict], where
 
 
 def _unknown_key(full: str, key: str, valid: list[str], where: str) -> BenchError:
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    return BenchError(f"{where}: unknown hyperparameter '{full}'.{hint} Valid keys: {', '.join(valid)}.")
+    return BenchError(f"{where}: unknown hyperparameter '{full}'.{did_you_mean(key, valid)} Valid keys: {', '.join(valid)}.")
 
 
 def resolve_hparams(method: str, defaults: dict, layers: list[dict]) -> dict:

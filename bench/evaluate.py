@@ -89,7 +89,9 @@ class Evaluator:
 
 class FeatureCache:
     """Image features of the frozen pretrained encoder (eval transform), computed once per
-    (model weights, dataset, split) and cached under BENCH_HOME/cache/features."""
+    (model weights, dataset and its data fingerprint, split) and cached under BENCH_HOME/cache/features.
+    Changed data changes the source's fingerprint, so the key; an unreadable entry is moved aside as
+    `<name>.corrupt` and rebuilt."""
 
     def __init__(self, cache_dir: Path, model_id: str, model, transform, batch_size: int, workers: int, device):
         self.cache_dir, self.model_id, self.model = Path(cache_dir), model_id, model
@@ -98,9 +100,9 @@ class FeatureCache:
     def __call__(self, source, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         ident = repr((self.model_id, source.name, sorted(source.describe().items()), split, repr(self.transform)))
         path = self.cache_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:20]}.pt"
-        if path.is_file():
-            cached = torch.load(path)
-            return cached["x"], cached["y"]
+        cached = self._load(path, ident) if path.is_file() else None
+        if cached is not None:
+            return cached
         was_training = self.model.training
         self.model.eval()
         loader = make_loader(source.split(split, self.transform), self.batch_size, self.workers)
@@ -108,3 +110,22 @@ class FeatureCache:
         self.model.train(was_training)
         torch_save_atomic({"x": x, "y": y, "ident": ident}, path)
         return x, y
+
+    @staticmethod
+    def _load(path: Path, ident: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The cached (features, labels), or None after moving an unreadable or foreign entry aside."""
+        import logging
+
+        try:
+            cached = torch.load(path, map_location="cpu", weights_only=True)
+            x, y = cached["x"], cached["y"]
+            if cached.get("ident") != ident or not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) \
+                    or x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+                raise ValueError("not the features this key names")
+            return x, y
+        except Exception as exc:  # truncated, garbage, empty, another pickle: all rebuilt the same way
+            aside = path.with_name(path.name + ".corrupt")
+            path.replace(aside)
+            logging.getLogger(__name__).warning("Feature cache %s is unreadable (%s: %s); moved aside to %s and "
+                                                "recomputing.", path, type(exc).__name__, exc, aside.name)
+            return None

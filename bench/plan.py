@@ -3,13 +3,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bench.config import method_defaults, parse_sets, resolve_hparams, validate_keys
+from bench.config import check_alphas, check_layer, expect, method_defaults, parse_sets, resolve_hparams, validate_keys
 from bench.errors import BenchError, unknown_name
 from bench.jobs import Job
-from bench.suites import DEFAULT_ALPHAS, folder_task, load_suite, load_yaml
+from bench.suites import DEFAULT_ALPHAS, check_model, folder_task, load_suite, load_yaml
 
 DEFAULT_SUITE = "toy"
-CONFIG_KEYS = {"suite", "tasks", "methods", "seeds", "model", "pretrained", "hparams", "experiment", "wiseft_alphas"}
+# key -> (allowed types, example), checked before any value is used.
+CONFIG_KEYS = {
+    "suite": (str, "toy"),
+    "tasks": ((str, list), "[toy-shift, toy-cameras]"),
+    "methods": ((str, list), "[zeroshot, ft, flyp]"),
+    "seeds": ((int, str, list), "[0, 1, 2]"),
+    "model": (dict, "{arch: ViT-B-16, pretrained: openai}"),
+    "pretrained": ((str, type(None)), "openai"),
+    "hparams": (dict, "{lr: 1e-5, flyp.epochs: 2}"),
+    "experiment": (str, "my-experiment"),
+    "wiseft_alphas": (list, "[0, 0.5, 1]"),
+}
 
 
 @dataclass
@@ -23,11 +34,43 @@ class Plan:
     alphas: list[float] = field(default_factory=lambda: list(DEFAULT_ALPHAS))
 
 
-def _names(value) -> list[str] | None:
+def _names(value, what: str = "names") -> list[str] | None:
+    """Comma-separated names or a list of names; a name listed twice would make duplicate jobs."""
     if value is None:
         return None
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [str(v).strip() for v in items if str(v).strip()]
+    items = value.split(",") if isinstance(value, str) else expect(value, list, what, "[a, b] or 'a,b'")
+    for v in items:
+        expect(v, (str, int), f"{what}: entry", "ft")
+    names = [str(v).strip() for v in items if str(v).strip()]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise BenchError(f"{what}: {twice[0]!r} is listed twice; list each once.")
+    return names
+
+
+def load_config(path: str | None) -> dict:
+    """A --config file, its keys and the shape of every value checked."""
+    if not path:
+        return {}
+    where = f"--config {path}"
+    cfg = load_yaml(path)
+    bad = sorted(str(k) for k in cfg if k not in CONFIG_KEYS)
+    if bad:
+        raise BenchError(f"{path}: unknown key(s) {bad}; allowed: {sorted(CONFIG_KEYS)}.")
+    # An empty YAML entry (`hparams:`) means "not given", except `pretrained:` where null means random init.
+    cfg = {k: v for k, v in cfg.items() if v is not None or k == "pretrained"}
+    for key, value in cfg.items():
+        kinds, example = CONFIG_KEYS[key]
+        expect(value, kinds, f"{where}: '{key}'", example)
+    if "hparams" in cfg:
+        check_layer(cfg["hparams"], f"{where}: hparams")
+    if "model" in cfg:
+        check_model(cfg["model"], f"{where}: model")
+    if "experiment" in cfg and not cfg["experiment"].strip():
+        raise BenchError(f"{where}: 'experiment' must be a non-empty name.")
+    if "wiseft_alphas" in cfg:
+        cfg["wiseft_alphas"] = check_alphas(cfg["wiseft_alphas"], f"{where}: wiseft_alphas")
+    return cfg
 
 
 def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, methods=None, model: str | None = None,
@@ -37,10 +80,11 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
     from bench.methods import METHODS
     from bench.models import check_arch, check_pretrained
 
-    cfg = load_yaml(config) if config else {}
-    bad = sorted(set(cfg) - CONFIG_KEYS)
-    if bad:
-        raise BenchError(f"{config}: unknown key(s) {bad}; allowed: {sorted(CONFIG_KEYS)}.")
+    cfg = load_config(config)
+    if runtime is not None:
+        from bench.preflight import check_runtime
+
+        check_runtime(runtime, local=False)  # values; the CLI checks the device exists where jobs run
 
     if folder:
         name, task = folder_task(folder)
@@ -49,11 +93,12 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
     else:
         spec = load_suite(suite or cfg.get("suite") or DEFAULT_SUITE)
 
-    task_names = _names(tasks) or _names(cfg.get("tasks")) or list(spec["tasks"])
+    task_names = _names(tasks, "--tasks") or _names(cfg.get("tasks"), "tasks") or list(spec["tasks"])
     for t in task_names:
         if t not in spec["tasks"]:
             raise unknown_name(f"task of suite '{spec['name']}'", t, list(spec["tasks"]))
-    method_names = _names(methods) or _names(cfg.get("methods")) or _names(spec.get("methods")) or ["zeroshot", "ft", "flyp"]
+    method_names = (_names(methods, "--methods") or _names(cfg.get("methods"), "methods")
+                    or _names(spec.get("methods"), "suite methods") or ["zeroshot", "ft", "flyp"])
     for m in method_names:
         METHODS.check(m)
     if wise_ft and "wiseft" not in method_names:
@@ -104,7 +149,7 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
             for s in seed_list:
                 jobs.append(Job(suite=spec["name"], experiment=exp, task=t, task_spec=spec["tasks"][t], method=m,
                                 hparams=hp, seed=s, model={"arch": arch, "pretrained": weights}, runtime=dict(runtime or {})))
-    alphas = [float(a) for a in cfg.get("wiseft_alphas", spec.get("wiseft", {}).get("alphas", DEFAULT_ALPHAS))]
+    alphas = cfg.get("wiseft_alphas", spec.get("wiseft", {}).get("alphas", DEFAULT_ALPHAS))  # both checked already
     return Plan(spec["name"], exp, task_names, method_names, jobs, bases, alphas)
 
 
@@ -122,8 +167,20 @@ def _scope_filter(layer: dict, selected: list[str]) -> dict:
 
 
 def _seeds(value) -> list[int]:
-    items = _names(value) if not isinstance(value, int) else [value]
-    try:
-        return [int(s) for s in items]
-    except (TypeError, ValueError):
-        raise BenchError(f"--seeds expects comma-separated integers, got {value!r}.") from None
+    """Non-negative integers (few-shot draws seed numpy with them), each once, at least one."""
+    fix = "pass comma-separated non-negative integers, e.g. --seeds 0,1,2 (or seeds: [0, 1, 2] in a config)"
+    items = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(items, str):
+        items = [s.strip() for s in items.split(",") if s.strip()]
+    if not isinstance(items, list) or not items:
+        raise BenchError(f"Seeds: {fix}; got {value!r}.")
+    seeds = []
+    for s in items:
+        if isinstance(s, str) and s.strip().isdigit():
+            s = int(s)
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise BenchError(f"Seeds: {fix}; got {s!r}.")
+        seeds.append(s)
+    if len(set(seeds)) < len(seeds):
+        raise BenchError(f"Seeds: each seed once (got {value!r}); {fix}.")
+    return seeds

@@ -7,6 +7,7 @@ from pathlib import Path
 from bench.config import data_root
 from bench.datasets import DATASETS
 from bench.datasets.base import DatasetSource
+from bench.errors import unknown_name
 
 _SOURCES: dict[str, DatasetSource] = {}
 
@@ -21,8 +22,20 @@ def dataset_source(spec: dict) -> DatasetSource:
             if not root.is_absolute() and data_root() is not None:
                 root = data_root() / root
             options["root"] = root
-        _SOURCES[key] = DATASETS.get(spec["name"])(**options)
+        cls = DATASETS.get(spec["name"])
+        _check_options(cls, spec["name"], options)
+        _SOURCES[key] = cls(**options)
     return _SOURCES[key]
+
+
+def _check_options(cls, name: str, options: dict) -> None:
+    """Loader options of a suite's `dataset:` entry must be parameters of that loader."""
+    import inspect
+
+    accepted = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+    for key in options:
+        if key not in accepted:
+            raise unknown_name(f"option of dataset '{name}'", key, accepted)
 
 
 @dataclass
@@ -44,6 +57,7 @@ class Task:
     source: DatasetSource
     train_split: str
     sets: list[EvalSet]
+    prompt_templates: list[str] | None = None   # the task's own `templates`, else the dataset's
 
     @property
     def classnames(self) -> list[str]:
@@ -51,7 +65,7 @@ class Task:
 
     @property
     def templates(self) -> list[str]:
-        return self.source.templates
+        return self.prompt_templates or self.source.templates
 
     @property
     def val(self) -> EvalSet:
@@ -79,4 +93,9 @@ def build_task(name: str, spec: dict, seed: int | None = None) -> Task:
     for s in sets:
         if s.split not in s.source.split_names():
             s.source.split(s.split)  # raises the unknown-split error listing valid names
-    return Task(name, source, spec["train"], sets)
+    used: dict[int, tuple[DatasetSource, list[str]]] = {id(source): (source, [spec["train"]])}
+    for s in sets:
+        used.setdefault(id(s.source), (s.source, []))[1].append(s.split)
+    for src, splits in used.values():
+        src.validate(list(dict.fromkeys(splits)))  # empty classes, k-shot larger than a class, templates
+    return Task(name, source, spec["train"], sets, spec.get("templates"))

@@ -5,7 +5,9 @@ Layout:
     <root>/classnames.txt   optional: one readable class name per line, in sorted class-folder order
     <root>/templates.txt    optional: one prompt template per line, with {} for the class name
 Without classnames.txt the folder names are used (underscores become spaces). Without a `val` split,
-a seeded, stratified 10% of `train` is held out as `val` (recorded by describe()).
+a seeded, stratified 10% of `train` (at least one image of each class) is held out as `val` (recorded by
+describe()). Every class needs images in every split the task uses (`validate`), and the fingerprint covers
+every file's size and modification time plus the two text files.
 """
 from __future__ import annotations
 
@@ -13,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.datasets.base import DatasetSource
+from bench.datasets.base import DatasetSource, check_templates
+from bench.datasets.fingerprint import digest, file_tree
 from bench.datasets.images import ImageListDataset, list_images
 from bench.errors import BenchError
 
@@ -38,12 +41,11 @@ class FolderDataset(DatasetSource):
         self.classnames = self._read_classnames()
         tpl = self.root / "templates.txt"
         if tpl.is_file():
-            self.templates = [t.strip() for t in tpl.read_text().splitlines() if t.strip()]
-            bad = [t for t in self.templates if "{}" not in t]
-            if bad or not self.templates:
-                raise BenchError(f"{tpl}: every template needs a '{{}}' for the class name (bad: {bad[:3]}).")
+            self.templates = check_templates([t.strip() for t in tpl.read_text().splitlines() if t.strip()], str(tpl))
+        if not 0 < val_fraction < 1:
+            raise BenchError(f"Folder dataset {self.root}: val_fraction must be in (0, 1), got {val_fraction}.")
         self.val_fraction, self.split_seed = val_fraction, split_seed
-        self._holdout: dict[str, list] | None = None
+        self._holdout: tuple[tuple, dict[str, list]] | None = None  # (train listing it was carved from, split)
 
     def _read_classnames(self) -> list[str]:
         path = self.root / "classnames.txt"
@@ -53,6 +55,9 @@ class FolderDataset(DatasetSource):
         if len(names) != len(self.class_folders):
             raise BenchError(f"{path} lists {len(names)} names but {self.root / 'train'} has "
                              f"{len(self.class_folders)} class folders; give one name per folder, in sorted folder order.")
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:  # two classes with one prompt cannot be told apart by a zero-shot or FLYP head
+            raise BenchError(f"{path} lists the class name {twice[0]!r} more than once; give each class its own name.")
         return names
 
     def split_names(self) -> list[str]:
@@ -64,24 +69,46 @@ class FolderDataset(DatasetSource):
         return list_images(self.root / split, self.class_folders)
 
     def _carve_val(self) -> dict[str, list]:
-        """Seeded, stratified hold-out of `val_fraction` of each training class."""
-        if self._holdout is None:
+        """Seeded, stratified hold-out of `val_fraction` of each training class, at least one image of each
+        class with two or more (so validation sees every class); recarved when the training files change."""
+        samples = list_images(self.root / "train", self.class_folders)
+        if self._holdout is None or self._holdout[0] != tuple(samples):
             rng = np.random.default_rng(self.split_seed)
             out = {"train": [], "val": []}
-            samples = list_images(self.root / "train", self.class_folders)
             for c in range(len(self.class_folders)):
                 items = [s for s in samples if s[1] == c]
                 order = rng.permutation(len(items))
-                n_val = int(round(len(items) * self.val_fraction)) if len(items) > 1 else 0
+                n_val = max(1, int(round(len(items) * self.val_fraction))) if len(items) > 1 else 0
                 out["val"] += [items[i] for i in sorted(order[:n_val])]
                 out["train"] += [items[i] for i in sorted(order[n_val:])]
-            self._holdout = out
-        return self._holdout
+            self._holdout = (tuple(samples), out)
+        return self._holdout[1]
+
+    def validate(self, splits) -> None:
+        """Every class has images in every split the task uses: an empty class or one missing from a split
+        would train without it or score a class that cannot be predicted, silently."""
+        super().validate(splits)
+        for split in splits:
+            counts = np.bincount([y for _, y in self._samples(split)], minlength=len(self.class_folders))
+            empty = [self.class_folders[c] for c in np.flatnonzero(counts == 0)]
+            if not empty:
+                continue
+            if split == "val" and "val" not in self._splits:
+                raise BenchError(f"Folder dataset {self.root}: class folder(s) {empty[:5]} under train/ have fewer "
+                                 "than 2 images, too few to hold one out for validation. Add images to them, remove "
+                                 "them from every split, or add a val/ split with every class.")
+            raise BenchError(f"Folder dataset {self.root}: split '{split}' has no images of class folder(s) "
+                             f"{empty[:5]}{' ...' if len(empty) > 5 else ''} (expected {self.root / split}/<class>/"
+                             "<image> for every class of train/). Add images there, or remove the class from every split.")
 
     def _build_split(self, split, transform):
         return ImageListDataset(self._samples(split), transform)
 
-    def describe(self) -> dict:
+    def details(self) -> dict:
         carved = "val" not in self._splits
         return {"root": str(self.root), "splits": self._splits,
                 "val": f"seeded {self.val_fraction:.0%} of train, seed {self.split_seed}" if carved else "val folder"}
+
+    def fingerprint(self) -> str:
+        """Every file of every split (path, size, mtime) and the text files: a changed image invalidates caches."""
+        return digest(self.name, file_tree(self.root, [*self._splits, "classnames.txt", "templates.txt"]))

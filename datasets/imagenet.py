@@ -78,8 +78,8 @@ ILSVRC2012/val/<wnid>/*.JPEG       50,000 images sorted into the same 1000 folde
                 out.append(f"{d}: {absent} of the 1000 class folders are absent")
         return out
 
-    def describe(self):
-        return {**super().describe(), "val_dir": self.val_dir.name,
+    def details(self):
+        return {**super().details(), "val_dir": self.val_dir.name,
                 "heldout": f"seeded {self.heldout_fraction:g} of train per class, seed {self.split_seed}"}
 
 

@@ -113,5 +113,5 @@ objectnet-1.0/images/<folder>/*.png    313 object folders, about 50,000 images;
         absent = len(set(self.folders) - set(subdirs(self.dir)))
         return [f"{self.dir}: {absent} of the 113 scored folders are absent"] if absent else []
 
-    def describe(self):
-        return {**super().describe(), "border_crop": "2px" if self.border_crop else "none (as the reference code)"}
+    def details(self):
+        return {**super().details(), "border_crop": "2px" if self.border_crop else "none (as the reference code)"}

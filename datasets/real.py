@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from bench.datasets.base import DatasetSource
+from bench.datasets.fingerprint import digest, dir_tree
 from bench.datasets.images import IMAGE_SUFFIXES, ImageListDataset
 from bench.errors import BenchError
 
@@ -133,7 +134,8 @@ class FileSource(DatasetSource):
         if shots is not None and int(shots) < 1:
             raise BenchError(f"Dataset '{self.name}': shots must be a positive number of images per class, got {shots}.")
         self.shots, self.shot_seed = (int(shots) if shots is not None else None), int(shot_seed)
-        self._cache: dict[str, list[Sample]] = {}
+        self._cache: dict[str, list[Sample]] = {}   # split -> samples after few-shot sampling
+        self._scans: dict[str, list[Sample]] = {}   # split -> every image of the split
 
     def find_dir(self, names) -> Path:
         """The first of `names` (alternative folder names of the same data) under the data root."""
@@ -153,7 +155,7 @@ class FileSource(DatasetSource):
 
     def samples(self, split: str) -> list[Sample]:
         if split not in self._cache:
-            items = self._scan(split)
+            items = self._scan_cached(split)
             if self.shots is not None and split in ("train", self.val_split):
                 # Independent streams for the two draws: (shot_seed, 0) for train, (shot_seed, 1) for val.
                 items = k_per_class(items, self.shots, [self.shot_seed, int(split != "train")])
@@ -170,7 +172,31 @@ class FileSource(DatasetSource):
         """Layout problems beyond image counts, for `bench data check` (e.g. class folders that are absent)."""
         return []
 
-    def describe(self) -> dict:
+    def validate(self, splits) -> None:
+        """k-shot needs k images of every class in train and the validation split (fewer would make the
+        draw silently unbalanced). Scans those splits now; the scan is cached for the jobs."""
+        super().validate(splits)
+        if self.shots is None:
+            return
+        for split in [s for s in ("train", self.val_split) if s in splits]:
+            counts = np.bincount([y for _, y in self._scan_cached(split)], minlength=len(self.classnames))
+            small = int(counts.argmin())
+            if counts[small] < self.shots:
+                raise BenchError(f"Dataset '{self.name}': shots={self.shots} but class '{self.classnames[small]}' has "
+                                 f"only {counts[small]} image(s) in split '{split}' (smallest class). Use "
+                                 f"shots <= {counts[small]} in the task's dataset options, or complete the data.")
+
+    def _scan_cached(self, split: str) -> list[Sample]:
+        if split not in self._scans:
+            self._scans[split] = self._scan(split)
+        return self._scans[split]
+
+    def fingerprint(self) -> str:
+        """The dataset's folder layout (directories by mtime, see bench.datasets.fingerprint.dir_tree) and its
+        loader's identity; a full stat of every image would cost seconds to minutes on each run."""
+        return digest(self.name, self.info.title, dir_tree(self.dir, depth=2))
+
+    def details(self) -> dict:
         out = {"root": str(self.dir)}
         if self.shots is not None:
             out.update(shots=self.shots, shot_seed=self.shot_seed,

@@ -64,8 +64,8 @@ class _Transfer(FileSource):
                 out.append(f"{d}: {absent} of the {len(self.classnames)} class folders are absent")
         return out
 
-    def describe(self):
-        return {**super().describe(), "layout": self.layout}
+    def details(self):
+        return {**super().details(), "layout": self.layout}
 
 
 class _CarvedSplits(_Transfer):
@@ -90,8 +90,8 @@ class _CarvedSplits(_Transfer):
         absent = len(set(self.folder_labels()) - set(subdirs(self.images_dir)))
         return [f"{self.images_dir}: {absent} of the {len(self.classnames)} class folders are absent"] if absent else []
 
-    def describe(self):
-        out = super().describe()
+    def details(self):
+        out = super().details()
         if self.layout == "official":
             out["split"] = f"seeded stratified 60/20/20, seed {self.split_seed}"
         return out
@@ -175,8 +175,8 @@ StanfordCars/cars_test_annos_withlabels.mat
         xs, ys = (x_train, y_train) if split == "train" else (x_val, y_val)
         return [(self.dir / "cars_train" / f, to_label[c - 1]) for f, c in zip(xs, ys)]
 
-    def describe(self):
-        out = super().describe()
+    def details(self):
+        out = super().details()
         if self.layout == "official":
             out["split"] = f"official train split 80/20 by train_test_split(random_state={self.split_seed})"
         return out

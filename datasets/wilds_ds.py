@@ -15,6 +15,7 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from bench.datasets.base import DatasetSource
+from bench.datasets.fingerprint import digest, dir_tree
 from bench.datasets.images import load_rgb
 from bench.datasets.prompts import classnames, templates
 from bench.datasets.real import DataInfo, data_root, image_names, missing
@@ -102,8 +103,13 @@ class WildsSource(DatasetSource):
             return [f"{folder}: {len(absent)} images named in the metadata are absent (e.g. {absent[0]})"]
         return []
 
-    def describe(self) -> dict:
+    def details(self) -> dict:
         return {"root": str(self.dir), "wilds": self.wilds_version, "version": self.version}
+
+    def fingerprint(self) -> str:
+        """The WILDS release and package version, plus the release folder's layout: metadata files by size and
+        mtime, the image folder by its mtime (see bench.datasets.fingerprint.dir_tree)."""
+        return digest(self.name, self.version, self.wilds_version, dir_tree(self.dir, depth=2))
 
 
 class IWildCam(WildsSource):

@@ -75,6 +75,7 @@ def add_parsers(sub) -> None:
 
 
 def runtime_from(args, resources: dict | None = None) -> dict:
+    from bench.preflight import check_runtime
     from bench.runtime import default_workers
 
     if args.workers is not None:
@@ -83,7 +84,9 @@ def runtime_from(args, resources: dict | None = None) -> dict:
         workers = max(0, int((resources or {}).get("cpu", 1)) - 1)  # the trial's CPUs, one for the model
     else:
         workers = default_workers()
-    return {"device": args.device, "eval_batch_size": args.eval_batch_size, "workers": workers}
+    runtime = {"device": args.device, "eval_batch_size": args.eval_batch_size, "workers": workers}
+    # Under Ray the jobs run on the cluster's nodes: check the device name here, its existence there.
+    return check_runtime(runtime, local=getattr(args, "executor", "local") != "ray")
 
 
 def launch_options(args, suite_resources: dict | None = None):

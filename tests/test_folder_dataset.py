@@ -31,7 +31,7 @@ def test_carves_a_seeded_stratified_validation_split(tmp_path):
 
 @pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
 def test_any_image_mode_loads_as_rgb(tmp_path, mode):
-    root = make_folder_tree(tmp_path / "d", n_classes=2, per_split={"train": 2, "test": 1})
+    root = make_folder_tree(tmp_path / "d", n_classes=2, per_split={"train": 2, "val": 1, "test": 1})
     path = root / "train" / "class_00" / "odd.jpg" if mode in ("L", "CMYK") else root / "train" / "class_00" / "odd.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).convert(mode).save(path)
     split = FolderDataset(root).split("train")
@@ -40,7 +40,7 @@ def test_any_image_mode_loads_as_rgb(tmp_path, mode):
 
 
 def test_corrupt_image_error_names_the_file(tmp_path):
-    root = make_folder_tree(tmp_path / "d", n_classes=2, per_split={"train": 2, "test": 1})
+    root = make_folder_tree(tmp_path / "d", n_classes=2, per_split={"train": 2, "val": 1, "test": 1})
     bad = root / "train" / "class_01" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     split = FolderDataset(root).split("train")

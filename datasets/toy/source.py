@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from bench.errors import BenchError
 
 from ..base import DatasetSource
+from ..fingerprint import digest
 from . import worlds
 from .render import Scene, render
 from .vocab import CLASSNAMES
@@ -87,9 +88,13 @@ class _ToySource(DatasetSource):
         store = self._stores.setdefault(split, {}) if self.cache else False
         return SceneDataset(self._items(split), self.size, transform, store)
 
-    def describe(self) -> dict:
+    def details(self) -> dict:
         return {"seed": self.seed, "size": self.size, "sizes": dict(self.sizes),
                 "toy_world_version": TOY_WORLD_VERSION}
+
+    def fingerprint(self) -> str:
+        """Rendered, not read: the generation parameters and the world's version determine every image."""
+        return digest(self.name, TOY_WORLD_VERSION, self.seed, self.size, sorted(self.sizes.items()))
 
 
 class ToyShift(_ToySource):
@@ -118,5 +123,5 @@ class ToyCameras(_ToySource):
     def _items(self, split):
         return worlds.camera_split(split, self.sizes[split], self.seed)
 
-    def describe(self) -> dict:
-        return {**super().describe(), "cameras": {k: list(v) for k, v in worlds.CAMERA_GROUPS.items()}}
+    def details(self) -> dict:
+        return {**super().details(), "cameras": {k: list(v) for k, v in worlds.CAMERA_GROUPS.items()}}
