@@ -62,6 +62,11 @@ def load_config(path: str | None) -> dict:
     for key, value in cfg.items():
         kinds, example = CONFIG_KEYS[key]
         expect(value, kinds, f"{where}: '{key}'", example)
+    for key in ("tasks", "methods"):  # checked even where a command-line flag overrides them
+        if key in cfg:
+            cfg[key] = _names(cfg[key], f"{where}: {key}")
+    if "seeds" in cfg:
+        cfg["seeds"] = _seeds(cfg["seeds"])
     if "hparams" in cfg:
         check_layer(cfg["hparams"], f"{where}: hparams")
     if "model" in cfg:
@@ -93,11 +98,11 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
     else:
         spec = load_suite(suite or cfg.get("suite") or DEFAULT_SUITE)
 
-    task_names = _names(tasks, "--tasks") or _names(cfg.get("tasks"), "tasks") or list(spec["tasks"])
+    task_names = _names(tasks, "--tasks") or cfg.get("tasks") or list(spec["tasks"])
     for t in task_names:
         if t not in spec["tasks"]:
             raise unknown_name(f"task of suite '{spec['name']}'", t, list(spec["tasks"]))
-    method_names = (_names(methods, "--methods") or _names(cfg.get("methods"), "methods")
+    method_names = (_names(methods, "--methods") or cfg.get("methods")
                     or _names(spec.get("methods"), "suite methods") or ["zeroshot", "ft", "flyp"])
     for m in method_names:
         METHODS.check(m)
