@@ -209,8 +209,12 @@ def tracker_factory(uri: str):
 
 def _guarded(what: str, fn, failed: list, key: str):
     """Run fn(); a failure is logged and recorded, the launch goes on (KeyboardInterrupt propagates)."""
+    from bench.lifecycle import Busy
+
     try:
         return fn()
+    except Busy:
+        raise  # not a failure: the caller defers the job
     except Exception as exc:
         failed.append(key)
         log.error("== %s FAILED: %s: %s", what, type(exc).__name__, exc)

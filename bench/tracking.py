@@ -151,8 +151,8 @@ class MlflowTracker:
     def find_unfinished(self, run_key: str) -> str | None:
         runs = self.client.search_runs([self.experiment_id], f"tags.`bench.run_key` = '{run_key}'",
                                        order_by=["attributes.start_time DESC"], max_results=20)
-        for run in runs:
-            if run.info.status in UNFINISHED:
+        for run in runs:  # an invalidated run (its weights were lost) is history, not something to resume
+            if run.info.status in UNFINISHED and "bench.invalidated" not in run.data.tags:
                 return run.info.run_id
         return None
 

@@ -1,0 +1,100 @@
+"""Runs `bench` in a subprocess with a fault armed: `python fault_driver.py POINT N -- bench args...`.
+
+The process SIGKILLs itself the Nth time it reaches POINT (nothing is cleaned up, exactly like an OOM kill or
+a lost node) or, for POINT=sigterm-step, sends itself SIGTERM (preemption). Points are patched in from here,
+so the product carries no fault hooks.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+
+def _countdown(n: int, sig=signal.SIGKILL):
+    state = {"left": n}
+
+    def hit():
+        state["left"] -= 1
+        if state["left"] == 0:
+            os.kill(os.getpid(), sig)
+
+    return hit
+
+
+def arm(point: str, n: int) -> None:
+    import bench.checkpoints as checkpoints
+    import bench.evaluate as evaluate
+    import bench.lifecycle as lifecycle
+    from bench.methods.ft import FineTune
+    from bench.tracking import MlflowTracker
+
+    hit = _countdown(n, signal.SIGTERM if point == "sigterm-step" else signal.SIGKILL)
+    if point in ("step", "sigterm-step"):
+        original = FineTune.training_step
+
+        def step(self, *a, **k):
+            hit()
+            return original(self, *a, **k)
+
+        FineTune.training_step = step
+    elif point == "eval":
+        original_predict = evaluate.predict_many
+
+        def predict_many(*a, **k):
+            hit()
+            return original_predict(*a, **k)
+
+        evaluate.predict_many = predict_many
+    elif point == "checkpoint-write":
+        original_write = checkpoints.atomic_write_bytes
+
+        def write(path, fn):
+            def torn(f):
+                fn(f)
+                f.flush()
+                f.truncate(f.tell() // 2)  # half a file in the temporary, then the kill
+                f.flush()
+                hit()
+
+            return original_write(path, torn)
+
+        checkpoints.atomic_write_bytes = write
+    elif point == "wiseft":
+        original_log = MlflowTracker.log_metrics
+
+        def log_metrics(self, metrics, step):
+            original_log(self, metrics, step)
+            if "alpha" in metrics:
+                hit()
+
+        MlflowTracker.log_metrics = log_metrics
+    elif point == "done-marker":  # after the run is FINISHED, before done.json
+        original_json = lifecycle.write_json_atomic
+
+        def write_json(obj, path):
+            if path.name == "done.json":
+                hit()
+            return original_json(obj, path)
+
+        lifecycle.write_json_atomic = write_json
+    elif point == "after-job":  # a job done and recorded, the next not started
+        original_run = lifecycle.JobLifecycle.run
+
+        def run(self, *a, **k):
+            out = original_run(self, *a, **k)
+            hit()
+            return out
+
+        lifecycle.JobLifecycle.run = run
+    else:
+        raise SystemExit(f"unknown fault point {point}")
+
+
+if __name__ == "__main__":
+    point, n = sys.argv[1], int(sys.argv[2])
+    args = sys.argv[sys.argv.index("--") + 1:]
+    arm(point, n)
+    from bench.cli import main
+
+    sys.exit(main(args))

@@ -1,0 +1,152 @@
+"""The job lifecycle's crash safety: corrupt checkpoints, markers and weights are detected and rebuilt,
+held jobs are never run twice, and two `bench run` processes on one fresh BENCH_HOME share the work."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+
+from bench import checkpoints
+from bench.engine import train_one
+from bench.jobstate import RUNNING, job_states
+from bench.lifecycle import Busy, JobLifecycle
+from bench.methods.wiseft import derive_jobs
+from bench.tracking import MlflowTracker, tracking_uri
+from bench.wiseft_eval import run_wiseft
+from conftest import make_job
+
+
+class StopAfter:
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def report(self, metrics, epoch):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+        return False
+
+
+def statuses(run_key):
+    client = MlflowClient(tracking_uri())
+    exp = client.get_experiment_by_name("tests")
+    return sorted(r.info.status for r in client.search_runs([exp.experiment_id])
+                  if r.data.tags.get("bench.run_key") == run_key)
+
+
+def sel(summary):
+    return {k: v for k, v in summary.items() if k.startswith("sel/") and "time" not in k and "per_s" not in k}
+
+
+def test_checkpoint_round_trip_and_refusal_of_damaged_files(tmp_path):
+    path = tmp_path / "c.pt"
+    checkpoints.save({"epoch": 1}, path)
+    checkpoints.save({"epoch": 2}, path)
+    assert checkpoints.load(path)["epoch"] == 2 and checkpoints.load(checkpoints.prev_path(path))["epoch"] == 1
+    data = path.read_bytes()
+    for damaged in (data[: len(data) // 2], b"", data[:-1] + bytes([data[-1] ^ 1])):
+        path.write_bytes(damaged)
+        with pytest.raises(checkpoints.CorruptCheckpoint):
+            checkpoints.load(path)
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(bench_home, folder_root, caplog, monkeypatch, tmp_path):
+    job = make_job(folder_root, "ft", epochs=3)
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "straight"))
+    straight = train_one(job)
+    monkeypatch.setenv("BENCH_HOME", str(bench_home))
+    with pytest.raises(KeyboardInterrupt):
+        train_one(job, MlflowTracker("tests"), StopAfter(2))
+    ckpt = job.run_dir / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000])  # a torn write of epoch 2
+    resumed = train_one(job, MlflowTracker("tests"))
+    assert "unusable" in caplog.text and list(job.run_dir.glob("checkpoint.pt.corrupt-*"))
+    assert sel(resumed) == pytest.approx(sel(straight))
+    assert statuses(job.run_key) == ["FINISHED"]
+
+
+def test_no_good_checkpoint_restarts_the_job_cleanly(bench_home, folder_root):
+    job = make_job(folder_root, "ft")
+    with pytest.raises(KeyboardInterrupt):
+        train_one(job, MlflowTracker("tests"), StopAfter(1))
+    (job.run_dir / "checkpoint.pt").write_bytes(b"")
+    summary = train_one(job, MlflowTracker("tests"))
+    assert summary["sel/epochs_run"] == 2 and statuses(job.run_key) == ["FINISHED"]
+
+
+def test_corrupt_or_lost_done_marker_is_rebuilt_from_mlflow(bench_home, folder_root):
+    job = make_job(folder_root, "ft")
+    first = train_one(job, MlflowTracker("tests"))
+    for damage in ("{not json", None):
+        if damage is None:
+            (job.run_dir / "done.json").unlink()
+        else:
+            (job.run_dir / "done.json").write_text(damage)
+        again = train_one(job, MlflowTracker("tests"))  # no retraining: the FINISHED run vouches for it
+        assert sel(again) == sel(first) and statuses(job.run_key) == ["FINISHED"]
+        assert json.loads((job.run_dir / "done.json").read_text())["run_id"] == first["run_id"]
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "deleted"])
+def test_wiseft_retrains_a_base_whose_selected_weights_are_lost(bench_home, folder_root, damage):
+    base = make_job(folder_root, "ft")
+    first = train_one(base, MlflowTracker("tests"))
+    selected = base.run_dir / "selected.pt"
+    if damage == "corrupt":
+        selected.write_bytes(selected.read_bytes()[:5000])
+    else:
+        selected.unlink()
+    out = run_wiseft(base, derive_jobs(base, [1.0]), lambda j: MlflowTracker("tests"))
+    assert statuses(base.run_key) == ["FAILED", "FINISHED"]  # the old run kept, marked invalidated
+    client = MlflowClient(tracking_uri())
+    old = client.get_run(first["run_id"])
+    assert old.info.status == "FAILED" and "selected.pt" in old.data.tags["bench.invalidated"]
+    assert {k: v for k, v in sel(out[0]).items() if k not in ("sel/epoch", "sel/epochs_run")} == pytest.approx(
+        {k: v for k, v in sel(first).items() if k not in ("sel/epoch", "sel/epochs_run")})
+
+
+def test_a_job_held_by_another_process_is_reported_running_and_never_run_twice(bench_home, folder_root):
+    job = make_job(folder_root, "zeroshot")
+    lock = JobLifecycle(job).lock.path
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(lock)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert job_states([job]) == [RUNNING]
+        with pytest.raises(Busy):
+            train_one(job, MlflowTracker("tests"), wait=False)
+        assert statuses(job.run_key) == []
+    finally:
+        holder.kill()
+        holder.wait()
+    train_one(job, MlflowTracker("tests"), wait=False)  # the kernel dropped the dead holder's lock
+    assert statuses(job.run_key) == ["FINISHED"]
+
+
+def test_two_concurrent_bench_runs_on_a_fresh_home_share_the_work(tmp_path, folder_root):
+    home = tmp_path / "fresh"  # no mlflow.db yet: both processes race to create it
+    env = {**os.environ, "BENCH_HOME": str(home), "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    cfg = tmp_path / "a.yaml"
+    cfg.write_text("wiseft_alphas: [0.5, 1.0]\n")
+    args = [sys.executable, "-m", "bench", "run", "--folder", str(folder_root), "--methods", "zeroshot,ft,flyp",
+            "--wise-ft", "--config", str(cfg), "--model", "bench-tiny", "--pretrained", "none", "--workers", "0",
+            "--set", "epochs=2", "--set", "batch_size=8", "--set", "warmup=2", "--set", "lr=1e-3"]
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
+    found = client.search_runs([client.get_experiment_by_name("folder").experiment_id])
+    keys = [r.data.tags["bench.run_key"] for r in found]
+    assert len(keys) == len(set(keys)) == 3 + 2 * 2  # 3 jobs, 2 alphas over each of ft and flyp
+    assert {r.info.status for r in found} == {"FINISHED"}
+    for run in found:
+        if run.data.tags["bench.kind"] == "job" and run.data.tags["bench.method"] != "zeroshot":
+            steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
+            assert steps == [1, 2]  # every epoch logged once
