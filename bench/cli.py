@@ -73,12 +73,16 @@ def cmd_run(args) -> int:
         from bench.sweeps.cli import apply_suite_resources
 
         apply_suite_resources(args, opts, plan.jobs, load_suite(plan.suite).get("resources"))
+    from bench.preflight import check_home, check_tracking_uri
+    from bench.tracking import tracking_uri
+
+    check_home()
+    check_tracking_uri(tracking_uri())
     print_plan(plan, job_states(plan.jobs))
     if args.dry_run:
         return 0
     from bench.config import bench_home
     from bench.reports.api import write_report
-    from bench.tracking import tracking_uri
 
     wiseft = (plan.wiseft_bases, plan.alphas) if plan.wiseft_bases else None
     outcome = launch(plan.jobs, opts, launchable=RUN_LAUNCHES, wiseft=wiseft)

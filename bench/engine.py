@@ -112,7 +112,11 @@ class TrainBody:
         self.job = job
 
     def prepare(self) -> tuple[dict, dict]:
+        from bench.preflight import check_free_disk, checkpoint_need_bytes
+
         self.prep, self.ctx = prepare(self.job)
+        if self.prep.method.trains:
+            check_free_disk(self.job.run_dir, checkpoint_need_bytes(self.prep.loaded.model))
         return job_params(self.job, self.prep.task), job_tags(self.job, self.prep.device)
 
     def execute(self, jc: JobContext) -> Result:

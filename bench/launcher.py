@@ -107,8 +107,12 @@ def launch(jobs, opts: LaunchOptions, sweep=None, launchable=SWEEP_LAUNCHES, wis
     (base methods, alphas). A sweep gets its parent run."""
     from bench.tracking import MlflowTracker, check_reachable, tracking_uri
 
+    from bench.preflight import check_home, check_tracking_uri
+
     check_options(opts)
+    check_home()  # before tracking_uri(), which creates BENCH_HOME
     uri = tracking_uri()
+    check_tracking_uri(uri)
     check_reachable(uri)
     if opts.executor == "ray":
         check_address(opts.address)

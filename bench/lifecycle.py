@@ -208,6 +208,14 @@ class JobLifecycle:
     def _run(self, body: Body, resume: dict | None) -> dict:
         params, tags = body.prepare()
         run_id = (resume or {}).get("run_id") or self.tracker.find_unfinished(self.job.run_key)
+        if run_id and _data_changed(self.tracker.run_params(run_id), params):
+            # The data changed under the same paths since the interrupted attempt: its checkpoint and run
+            # describe other data. Keep that run (marked), start over on the data as it is now.
+            self.tracker.set_status(run_id, "FAILED", {"bench.invalidated": "data changed before the resume"})
+            log.warning("[%s] the data changed since the interrupted attempt; starting the job over",
+                        self.job.display_name)
+            checkpoints.remove(self.ckpt_path)
+            resume, run_id = None, None
         self.tracker.start(self.job, params, {**tags, "bench.kind": body.kind}, resume_run_id=run_id)
         if self.tracker.run_id != run_id:
             import yaml
@@ -248,6 +256,11 @@ class JobLifecycle:
         checkpoints.remove(self.ckpt_path)  # optimizer state is no longer needed; selected.pt keeps the weights
         self.reporter.report({**(result.history[-1] if result.history else {}), "done": True}, steps)
         return done
+
+
+def _data_changed(recorded: dict, params: dict) -> bool:
+    key = "data.fingerprint"
+    return key in recorded and key in params and recorded[key] != str(params[key])
 
 
 def _saved_epoch(path: Path) -> int | None:

@@ -97,6 +97,8 @@ class Tracker(Protocol):
     def set_tags(self, tags: dict) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
     def final_metrics(self, run_key: str) -> dict | None: ...
+    def run_params(self, run_id: str) -> dict: ...
+    def set_status(self, run_id: str, status: str, tags: dict | None = None) -> None: ...
 
 
 class NullTracker:
@@ -113,6 +115,11 @@ class NullTracker:
 
     def final_metrics(self, run_key: str) -> dict | None:
         return None
+
+    def run_params(self, run_id: str) -> dict:
+        return {}
+
+    def set_status(self, run_id: str, status: str, tags: dict | None = None) -> None: ...
 
 
 class MlflowTracker:
@@ -212,6 +219,9 @@ class MlflowTracker:
     def finish(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
+
+    def run_params(self, run_id: str) -> dict:
+        return dict(self.client.get_run(run_id).data.params) if self._alive(run_id) else {}
 
     def final_metrics(self, run_key: str) -> dict | None:
         """The newest FINISHED run of `run_key` as a done-marker summary ({sel/...: v, run_id}), or None."""

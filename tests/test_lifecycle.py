@@ -150,3 +150,39 @@ def test_two_concurrent_bench_runs_on_a_fresh_home_share_the_work(tmp_path, fold
         if run.data.tags["bench.kind"] == "job" and run.data.tags["bench.method"] != "zeroshot":
             steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
             assert steps == [1, 2]  # every epoch logged once
+
+
+def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpoint_survives(tmp_path, monkeypatch):
+    import errno
+
+    from bench.errors import BenchError
+
+    path = tmp_path / "checkpoint.pt"
+    checkpoints.save({"epoch": 1}, path)
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoints, "atomic_write_bytes", full)
+    with pytest.raises(BenchError, match="No space left .* rerun the same command"):
+        checkpoints.save({"epoch": 2}, path)
+    assert checkpoints.load_latest(path)["epoch"] == 1
+
+
+def test_data_changed_before_the_resume_starts_the_job_over(bench_home, folder_root, tmp_path):
+    import shutil
+
+    from bench.suites import folder_task
+
+    data = tmp_path / "data"
+    shutil.copytree(folder_root, data)
+    job = make_job(data, "ft")
+    with pytest.raises(KeyboardInterrupt):
+        train_one(job, MlflowTracker("tests"), StopAfter(1))
+    image = sorted((data / "train").rglob("*.png"))[0]
+    image.write_bytes((data / "test").rglob("*.png").__next__().read_bytes())  # same path, other pixels
+    changed = make_job(data, "ft")
+    changed.task_spec = folder_task(str(data))[1]
+    assert changed.run_key == job.run_key  # paths and hparams are the same job
+    summary = train_one(changed, MlflowTracker("tests"))
+    assert summary["sel/epochs_run"] == 2 and statuses(job.run_key) == ["FAILED", "FINISHED"]
