@@ -125,7 +125,7 @@ def zeroshot_card(arch: str, checkpoint: Path) -> dict:
     for task, spec in suite["tasks"].items():
         job = Job(suite="toy", experiment="toy", task=task, task_spec=spec, method="zeroshot", hparams={}, seed=0,
                   model={"arch": arch, "pretrained": str(checkpoint)}, runtime={"workers": 0})
-        prep, ctx = prepare(job, log=lambda s: None)
+        prep, ctx = prepare(job)
         prep.method.setup(ctx)
         prep.method.train(False)
         metrics = Evaluator(prep.task.sets, prep.loaded.eval_transform, 512, 0, prep.device)(prep.method.classifier())
