@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     report_cli.add_parser(sub)
     data_cli.add_parser(sub)
     sweep_cli.add_parsers(sub)
+    from bench import perf_args
+
+    perf_args.add_parser(sub)
     ui = sub.add_parser("ui", help="start the MLflow UI on this project's store (127.0.0.1)")
     ui.add_argument("--port", type=int, default=5000)
     return parser
@@ -166,6 +169,12 @@ def cmd_pretrain(args) -> int:
     return pretrain_main(args)
 
 
+def cmd_perf(args) -> int:
+    from bench import perf
+
+    return perf.run(args)
+
+
 def cmd_sweep(args) -> int:
     from bench.sweeps import cli as sweep_cli
 
@@ -185,7 +194,7 @@ def cmd_clean(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain, "report": cmd_report, "data": cmd_data,
-            "sweep": cmd_sweep, "status": cmd_status, "clean": cmd_clean}
+            "sweep": cmd_sweep, "status": cmd_status, "clean": cmd_clean, "perf": cmd_perf}
 
 
 def setup_logging() -> None:

@@ -22,6 +22,7 @@ from bench.heads import tokenize_prompts
 from bench.jobs import Job, weights_identity
 from bench.lifecycle import JobContext, JobLifecycle, NullReporter, Result
 from bench.metrics import get_metric
+from bench.precision import Precision, compile_towers, enable_tf32, make_adamw, optimizer_step, resolve_precision
 from bench.models import LoadedModel, load_model
 from bench.runtime import derive_seed, environment_tags, pick_device, seed_everything
 from bench.schedule import cosine_lr
@@ -43,6 +44,7 @@ class Prepared:
     task: Task
     device: torch.device
     method: object
+    precision: Precision
 
 
 def prepare(job: Job, method_name: str | None = None):
@@ -52,7 +54,11 @@ def prepare(job: Job, method_name: str | None = None):
 
     seed_everything(derive_seed(job.seed, "setup"))
     device = pick_device(job.runtime.get("device"))
+    precision = resolve_precision(job.runtime.get("precision"), device)
+    enable_tf32(device)
     loaded = load_model(job.model["arch"], job.model.get("pretrained"), device=str(device))
+    if job.runtime.get("compile"):
+        compile_towers(loaded.model)
     task = build_task(job.task, job.task_spec, seed=job.seed)
     method = METHODS.get(method_name or job.method)()
     runtime = job.runtime
@@ -66,7 +72,7 @@ def prepare(job: Job, method_name: str | None = None):
         hparams=job.hparams, device=device, features=lambda role: cache(*sources[role]),
         score=lambda logits, y: get_metric(val.metric)(val.source.project_logits(logits), y), log=log.info,
     )
-    return Prepared(job, loaded, task, device, method), ctx
+    return Prepared(job, loaded, task, device, method, precision), ctx
 
 
 def _cache_dir():
@@ -75,8 +81,11 @@ def _cache_dir():
     return bench_home() / "cache" / "features"
 
 
-def job_params(job: Job, task: Task) -> dict:
+def job_params(job: Job, task: Task, prep: Prepared | None = None) -> dict:
     params = {f"hp.{k}": v for k, v in job.hparams.items()}
+    if prep is not None:  # the model as actually built (activation, image size, weights) and the precision
+        params.update({f"built.{k}": v for k, v in getattr(prep.loaded, "built", {}).items()})
+        params.update({"runtime.precision": prep.precision.name, "runtime.compile": bool(job.runtime.get("compile"))})
     params.update({"task": job.task, "method": job.method, "seed": job.seed, "model.arch": job.model["arch"],
                    "model.pretrained": job.model.get("pretrained"), "suite": job.suite})
     params.update({f"data.{k}": v for k, v in task.source.describe().items()})
@@ -115,9 +124,10 @@ class TrainBody:
         from bench.preflight import check_free_disk, checkpoint_need_bytes
 
         self.prep, self.ctx = prepare(self.job)
+        self.prec = self.prep.precision
         if self.prep.method.trains:
             check_free_disk(self.job.run_dir, checkpoint_need_bytes(self.prep.loaded.model))
-        return job_params(self.job, self.prep.task), job_tags(self.job, self.prep.device)
+        return job_params(self.job, self.prep.task, self.prep), job_tags(self.job, self.prep.device)
 
     def execute(self, jc: JobContext) -> Result:
         prep, ctx = self.prep, self.ctx
@@ -125,7 +135,7 @@ class TrainBody:
         method.setup(ctx)
         runtime = job.runtime
         evaluator = Evaluator(prep.task.sets, prep.loaded.eval_transform, runtime.get("eval_batch_size", 256),
-                              runtime.get("workers", 0), device)
+                              runtime.get("workers", 0), device, context=self.prec.inference)
         val_key = prep.task.val.key
         selection = Selection(hp.get("selection", "best"), val_key)
         if not method.trains:
@@ -135,15 +145,19 @@ class TrainBody:
         epochs, resume = hp["epochs"], jc.resume
         train_set = prep.task.source.split(prep.task.train_split, prep.loaded.train_transform)
         generator = torch.Generator()
-        loader = make_loader(train_set, hp["batch_size"], runtime.get("workers", 0), shuffle=True, generator=generator)
+        loader = make_loader(train_set, hp["batch_size"], runtime.get("workers", 0), shuffle=True, generator=generator,
+                             device=device)
         params = [p for p in method.trainable_parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["wd"])
+        optimizer = make_adamw(params, lr=hp["lr"], weight_decay=hp["wd"], device=device)
+        scaler = self.prec.make_scaler()
         total_steps = epochs * len(loader)
         history: list[dict] = []
         start = 0
         if resume is not None:
             method.load_state_dict(resume["method"])
             optimizer.load_state_dict(resume["optimizer"])
+            if scaler is not None and resume.get("scaler"):
+                scaler.load_state_dict(resume["scaler"])
             selection.load(resume["selection"])
             history, start = resume["history"], resume["epoch"]
             for h in history:  # points a kill kept from MLflow (logging is idempotent per metric and step)
@@ -156,7 +170,7 @@ class TrainBody:
             epoch_seed = derive_seed(job.seed, "epoch", epoch)
             seed_everything(epoch_seed)
             generator.manual_seed(epoch_seed)
-            train_stats = _train_epoch(prep, loader, optimizer, params, epoch, epochs, total_steps)
+            train_stats = _train_epoch(prep, loader, optimizer, params, self.prec, scaler, epoch, epochs, total_steps)
             method.train(False)
             t0 = time.time()
             metrics = {**evaluator(method.classifier()), **train_stats}
@@ -166,7 +180,8 @@ class TrainBody:
             history.append({"epoch": epoch + 1, **metrics})
             jc.log_metrics(metrics, step=epoch + 1)
             jc.save_checkpoint({"epoch": epoch + 1, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                                "selection": selection.state(), "history": history})
+                                "selection": selection.state(), "history": history,
+                                "scaler": scaler.state_dict() if scaler is not None else None})
             log.info("[%s] epoch %d/%d loss %.4f %s %.4f%s", job.display_name, epoch + 1, epochs,
                      train_stats["train/loss"], val_key, metrics[val_key],
                      f" ood/avg {metrics['ood/avg']:.4f}" if "ood/avg" in metrics else "")
@@ -191,41 +206,66 @@ def _evaluate_untrained(prep: Prepared, evaluator, selection, jc: JobContext, st
     return {"epoch": 0, **metrics}
 
 
-def _train_epoch(prep: Prepared, loader, optimizer, params, epoch, epochs, total_steps) -> dict:
+LOG_EVERY = 50  # steps between host reads of the device-side loss sums (progress bar, divergence check)
+
+
+def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch, epochs, total_steps) -> dict:
     from tqdm import tqdm
 
-    method, hp, device = prep.method, prep.job.hparams, prep.device
-    method.train(True)
-    steps = len(loader)
-    loss_sum, seen, t0 = 0.0, 0, time.time()
+    prep.method.train(True)
     bar = tqdm(loader, desc=f"{prep.job.display_name} {epoch + 1}/{epochs}", leave=False, file=sys.stderr,
                disable=None, dynamic_ncols=True)
-    lr = hp["lr"]
-    for i, batch in enumerate(bar):
+    t0 = time.time()
+    stats = run_steps(prep.method, bar, optimizer, params, prep.job.hparams, prec, scaler, prep.device,
+                      first_step=epoch * len(loader), total_steps=total_steps, bar=bar, epoch=epoch)
+    elapsed = time.time() - t0
+    seen = stats["seen"]
+    return {"train/loss": stats["loss"], "lr": stats["lr"], "time/train_s": elapsed,
+            "train/images_per_s": seen / max(elapsed, 1e-9), "train/skipped_steps": stats["skipped"]}
+
+
+def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device, first_step: int, total_steps: int,
+              bar=None, epoch: int = 0) -> dict:
+    """The engine's inner loop (also timed by `bench perf`): per-step schedule, the method's step under
+    autocast, a sync-free optimizer step (bench/precision.py), and the loss summed on the device; the host
+    reads the sums every LOG_EVERY steps and at the end, where a non-finite loss stops the job. On CPU the
+    check runs every step: there a read costs nothing and the bad step is never applied."""
+    on_cpu = torch.device(device).type == "cpu"
+    loss_sum = torch.zeros((), device=device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)
+    skipped = torch.zeros((), dtype=torch.long, device=device)
+    seen, lr, i = 0, hp["lr"], -1
+    for i, batch in enumerate(batches):
         images, labels = batch[0], batch[1]  # WILDS batches also carry metadata
-        step = epoch * steps + i
-        lr = cosine_lr(step, hp["lr"], hp["warmup"], total_steps)
+        lr = cosine_lr(first_step + i, hp["lr"], hp["warmup"], total_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        images, labels = images.to(device, non_blocking=True), torch.as_tensor(labels).to(device)
-        out = method.training_step(images, labels)
-        loss = out["loss"]
-        if not torch.isfinite(loss):
-            raise NonFiniteLoss(f"Training loss became {loss.item()} at epoch {epoch + 1}, step {i} (lr {lr:.3g}). "
-                                "Lower the learning rate (--set lr=...) or clip gradients (--set grad_clip=1.0).")
+        images = images.to(device, non_blocking=True)
+        labels = torch.as_tensor(labels).to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if hp["grad_clip"] > 0:
-            torch.nn.utils.clip_grad_norm_(params, hp["grad_clip"])
-        optimizer.step()
+        with prec.autocast():
+            loss = method.training_step(images, labels)["loss"].float()
+        finite = torch.isfinite(loss)
+        if on_cpu:
+            _check_finite(finite, loss_sum, seen, epoch, i, lr)
+        result = optimizer_step(loss, optimizer, scaler, hp["grad_clip"], params)
         method.after_optimizer_step()
-        value = loss.item()  # one device sync per step, shared by the running mean and the progress bar
-        loss_sum += value * len(labels)
+        loss_sum += loss.detach() * len(labels)
+        bad |= ~finite
+        skipped += result.skipped if isinstance(result.skipped, torch.Tensor) else int(result.skipped)
         seen += len(labels)
-        bar.set_postfix(loss=f"{value:.4f}", img_s=f"{seen / max(time.time() - t0, 1e-9):.1f}")
-    elapsed = time.time() - t0
-    return {"train/loss": loss_sum / max(seen, 1), "lr": lr, "time/train_s": elapsed,
-            "train/images_per_s": seen / max(elapsed, 1e-9)}
+        if (i + 1) % LOG_EVERY == 0:
+            _check_finite(~bad, loss_sum, seen, epoch, i, lr)
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}")
+    _check_finite(~bad, loss_sum, seen, epoch, i, lr)
+    return {"loss": loss_sum.item() / max(seen, 1), "seen": seen, "lr": lr, "skipped": int(skipped.item())}
+
+
+def _check_finite(finite: torch.Tensor, loss_sum, seen, epoch: int, step: int, lr: float) -> None:
+    if not bool(finite):
+        raise NonFiniteLoss(f"Training loss became non-finite at epoch {epoch + 1}, by step {step} (lr {lr:.3g}). "
+                            "Lower the learning rate (--set lr=...) or clip gradients (--set grad_clip=1.0).")
 
 
 def _selected_weights(prep: Prepared, epoch: int) -> dict:

@@ -13,6 +13,17 @@ def clip_loss(image_features, text_features, logit_scale, labels=None, mask_same
     pairs count as negatives, as in the released FLYP code. The unmasked path uses open_clip's ClipLoss,
     which all-gathers features across ranks under torch.distributed so the contrastive batch is global.
     """
+    # In fp32 even under autocast: logits scaled by a temperature near 100 lose whole units in bf16.
+    with torch.autocast(image_features.device.type, enabled=False):
+        return _clip_loss(_wide(image_features), _wide(text_features), _wide(logit_scale), labels, mask_same_class)
+
+
+def _wide(x: torch.Tensor) -> torch.Tensor:
+    """bf16/fp16 -> fp32; fp32 and fp64 stay as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _clip_loss(image_features, text_features, logit_scale, labels, mask_same_class: bool):
     if not mask_same_class:
         return _open_clip_loss()(image_features, text_features, logit_scale)
     if labels is None:

@@ -149,6 +149,10 @@ def check_runtime(runtime: dict, local: bool = True) -> dict:
         value = runtime.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
             raise BenchError(f"{flag} must be an integer >= {low}, got {value!r}.")
+    from bench.precision import PRECISIONS
+
+    if runtime.get("precision", "auto") not in PRECISIONS:
+        raise BenchError(f"--precision must be one of {', '.join(PRECISIONS)}, got {runtime.get('precision')!r}.")
     device = runtime.get("device") or "auto"
     if not isinstance(device, str):
         raise BenchError(f"--device must be one of {DEVICES}, got {device!r}.")

@@ -44,7 +44,7 @@ class _Shared:
         self.ft_model, self.ft_head = selected["state_dict"], selected["bench_head"]
         rt = self.base.runtime
         self.evaluator = Evaluator(self.prep.task.sets, self.prep.loaded.eval_transform, rt.get("eval_batch_size", 256),
-                                   rt.get("workers", 0), self.prep.device)
+                                   rt.get("workers", 0), self.prep.device, context=self.prep.precision.inference)
         self.ready = True
 
 
@@ -58,7 +58,7 @@ class AlphaBody:
     def prepare(self) -> tuple[dict, dict]:
         self.shared.load()
         prep = self.shared.prep
-        return job_params(self.job, prep.task), job_tags(self.job, prep.device)
+        return job_params(self.job, prep.task, prep), job_tags(self.job, prep.device)
 
     def execute(self, jc: JobContext) -> Result:
         sh, alpha = self.shared, self.job.extra["alpha"]

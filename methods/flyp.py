@@ -31,9 +31,18 @@ class FLYP(Method):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def sample_prompts(self, labels: torch.Tensor) -> torch.Tensor:
-        tokens = self.ctx.prompt_tokens
+        """One random template per sample, drawn from the CPU RNG (the same draws on any device) and indexed
+        on the labels' device: no device-to-host copy of the labels, so no sync per step."""
+        tokens = self.device_tokens(labels.device)
         choice = torch.randint(tokens.shape[1], (len(labels),))
-        return tokens[labels.cpu(), choice].to(labels.device)
+        return tokens[labels, choice.to(labels.device, non_blocking=True)]
+
+    def device_tokens(self, device) -> torch.Tensor:
+        """Every class x template prompt, copied to `device` once."""
+        cached = getattr(self, "_tokens", None)
+        if cached is None or cached.device != torch.device(device):
+            self._tokens = self.ctx.prompt_tokens.to(device)
+        return self._tokens
 
     def training_step(self, images, labels) -> dict:
         image_features = self.model.encode_image(images, normalize=True)

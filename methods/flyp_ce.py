@@ -18,12 +18,13 @@ class FLYPCE(FLYP):
     hparams = {"grad_clip": 0.0, "logit_scale_max": 100.0}
 
     def training_step(self, images, labels) -> dict:
-        tokens = self.ctx.prompt_tokens
+        tokens = self.device_tokens(images.device)
         n_cls, n_tpl, _ = tokens.shape
-        choice = torch.randint(n_tpl, (n_cls,))
-        prompts = tokens[torch.arange(n_cls), choice].to(images.device)
+        choice = torch.randint(n_tpl, (n_cls,)).to(images.device, non_blocking=True)
+        prompts = tokens[torch.arange(n_cls, device=images.device), choice]
         text = self.model.encode_text(prompts, normalize=True)
         image = self.model.encode_image(images, normalize=True)
         scale = self.model.logit_scale.exp()
-        loss = F.cross_entropy(scale * image @ text.T, labels)
+        with torch.autocast(images.device.type, enabled=False):  # logits scaled by ~100 need fp32
+            loss = F.cross_entropy(scale * image.float() @ text.float().T, labels)
         return {"loss": loss, "logit_scale": scale.detach()}

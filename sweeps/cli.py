@@ -41,6 +41,9 @@ def add_executor_args(p) -> None:
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes per job")
     p.add_argument("--eval-batch-size", type=int, default=256)
+    p.add_argument("--precision", default="auto", help="auto (bf16 on capable GPUs, fp16 + loss scaling on others, "
+                                                       "fp32 on CPU), bf16, fp16 or fp32")
+    p.add_argument("--compile", action="store_true", help="torch.compile the image and text towers (GPU runs)")
 
 
 def add_parsers(sub) -> None:
@@ -84,7 +87,8 @@ def runtime_from(args, resources: dict | None = None) -> dict:
         workers = max(0, int((resources or {}).get("cpu", 1)) - 1)  # the trial's CPUs, one for the model
     else:
         workers = default_workers()
-    runtime = {"device": args.device, "eval_batch_size": args.eval_batch_size, "workers": workers}
+    runtime = {"device": args.device, "eval_batch_size": args.eval_batch_size, "workers": workers,
+               "precision": args.precision, "compile": bool(args.compile)}
     # Under Ray the jobs run on the cluster's nodes: check the device name here, its existence there.
     return check_runtime(runtime, local=getattr(args, "executor", "local") != "ray")
 
