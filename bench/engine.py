@@ -23,7 +23,7 @@ from bench.jobs import Job, weights_identity
 from bench.lifecycle import JobContext, JobLifecycle, NullReporter, Result
 from bench.metrics import get_metric
 from bench.precision import Precision, compile_towers, enable_tf32, make_adamw, optimizer_step, resolve_precision
-from bench.models import LoadedModel, load_model
+from bench.models import LoadedModel, checkpoint_metadata, load_model
 from bench.runtime import derive_seed, environment_tags, pick_device, seed_everything
 from bench.schedule import cosine_lr
 from bench.selection import Selection
@@ -145,8 +145,10 @@ class TrainBody:
         epochs, resume = hp["epochs"], jc.resume
         train_set = prep.task.source.split(prep.task.train_split, prep.loaded.train_transform)
         generator = torch.Generator()
+        # Workers restart each epoch: a persistent worker would keep its augmentation RNG across epochs, and a
+        # resumed job would then draw other crops than an uninterrupted one.
         loader = make_loader(train_set, hp["batch_size"], runtime.get("workers", 0), shuffle=True, generator=generator,
-                             device=device)
+                             device=device, persistent_workers=False)
         params = [p for p in method.trainable_parameters() if p.requires_grad]
         optimizer = make_adamw(params, lr=hp["lr"], weight_decay=hp["wd"], device=device)
         scaler = self.prec.make_scaler()
@@ -273,4 +275,4 @@ def _selected_weights(prep: Prepared, epoch: int) -> dict:
     state = prep.method.state_dict()
     return {"state_dict": {k: v.detach().cpu() for k, v in state["model"].items()},
             "bench_head": None if state["head"] is None else {k: v.detach().cpu() for k, v in state["head"].items()},
-            "arch": prep.job.model["arch"], "epoch": epoch, "method": prep.job.method}
+            "epoch": epoch, "method": prep.job.method, **checkpoint_metadata(prep.loaded)}

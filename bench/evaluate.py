@@ -105,7 +105,7 @@ class FeatureCache:
             return cached
         was_training = self.model.training
         self.model.eval()
-        loader = make_loader(source.split(split, self.transform), self.batch_size, self.workers)
+        loader = make_loader(source.split(split, self.transform), self.batch_size, self.workers, device=self.device)
         x, y, _ = predict(self.model.encode_image, loader, self.device)
         self.model.train(was_training)
         torch_save_atomic({"x": x, "y": y, "ident": ident}, path)

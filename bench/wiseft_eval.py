@@ -18,6 +18,7 @@ from bench.lifecycle import JobContext, JobLifecycle, Result
 from bench.methods.wiseft import interpolate
 
 log = logging.getLogger(__name__)
+ALPHAS_PER_PASS = 11  # model copies held at once: 11 x ViT-B/16 is ~7 GB in fp32
 
 
 class _Shared:
@@ -45,15 +46,35 @@ class _Shared:
         rt = self.base.runtime
         self.evaluator = Evaluator(self.prep.task.sets, self.prep.loaded.eval_transform, rt.get("eval_batch_size", 256),
                                    rt.get("workers", 0), self.prep.device, context=self.prep.precision.inference)
+        self.computed: dict[float, dict] = {}
         self.ready = True
+
+
+    def metrics(self, alpha: float, pending: list[float]) -> dict:
+        """Metrics at `alpha`. The first call evaluates every pending alpha in one pass over the evaluation
+        sets (each image decoded once for all of them, bench/evaluate.py evaluate_many), ALPHAS_PER_PASS
+        model copies at a time."""
+        if alpha not in self.computed:
+            todo = [a for a in dict.fromkeys([alpha, *pending]) if a not in self.computed][:ALPHAS_PER_PASS]
+            methods = [self._method_at(a, fresh=i > 0) for i, a in enumerate(todo)]
+            results = self.evaluator.evaluate_many([m.classifier() for m in methods])
+            self.computed.update(zip(todo, results))
+        return self.computed.pop(alpha)
+
+    def _method_at(self, alpha: float, fresh: bool):
+        method = copy.deepcopy(self.method) if fresh else self.method
+        head = None if self.ft_head is None else interpolate(self.zs_head, self.ft_head, alpha)
+        method.load_state_dict({"model": interpolate(self.zs_model, self.ft_model, alpha), "head": head})
+        method.train(False)
+        return method
 
 
 class AlphaBody:
     kind = "wiseft"
     resumable = False
 
-    def __init__(self, job: Job, shared: _Shared):
-        self.job, self.shared = job, shared
+    def __init__(self, job: Job, shared: _Shared, pending: list[float]):
+        self.job, self.shared, self.pending = job, shared, pending
 
     def prepare(self) -> tuple[dict, dict]:
         self.shared.load()
@@ -62,10 +83,7 @@ class AlphaBody:
 
     def execute(self, jc: JobContext) -> Result:
         sh, alpha = self.shared, self.job.extra["alpha"]
-        head = None if sh.ft_head is None else interpolate(sh.zs_head, sh.ft_head, alpha)
-        sh.method.load_state_dict({"model": interpolate(sh.zs_model, sh.ft_model, alpha), "head": head})
-        sh.method.train(False)
-        metrics = sh.evaluator(sh.method.classifier())
+        metrics = sh.metrics(alpha, self.pending)
         jc.log_metrics({**metrics, "alpha": alpha}, step=0)
         val_key = sh.prep.task.val.key
         log.info("[%s] %s %.4f%s", self.job.display_name, val_key, metrics[val_key],
@@ -87,4 +105,5 @@ def run_wiseft(base: Job, jobs: list[Job], tracker_factory, wait: bool = True) -
     raise Busy when `wait` is False."""
     ensure_base(base, tracker_factory(base))
     shared = _Shared(base, tracker_factory)
-    return [JobLifecycle(job, tracker_factory(job)).run(AlphaBody(job, shared), wait=wait) for job in jobs]
+    pending = [j.extra["alpha"] for j in jobs if JobLifecycle(j).load_done() is None]
+    return [JobLifecycle(job, tracker_factory(job)).run(AlphaBody(job, shared, pending), wait=wait) for job in jobs]
