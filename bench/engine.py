@@ -45,6 +45,7 @@ class Prepared:
     device: torch.device
     method: object
     precision: Precision
+    features: FeatureCache  # frozen pretrained image features, cached on disk
 
 
 def prepare(job: Job, method_name: str | None = None):
@@ -72,7 +73,7 @@ def prepare(job: Job, method_name: str | None = None):
         hparams=job.hparams, device=device, features=lambda role: cache(*sources[role]),
         score=lambda logits, y: get_metric(val.metric)(val.source.project_logits(logits), y), log=log.info,
     )
-    return Prepared(job, loaded, task, device, method, precision), ctx
+    return Prepared(job, loaded, task, device, method, precision, cache), ctx
 
 
 def _cache_dir():
@@ -199,8 +200,12 @@ class TrainBody:
 
 def _evaluate_untrained(prep: Prepared, evaluator, selection, jc: JobContext, staged: bool = False) -> dict:
     """Epoch 0: the model as set up (zero-shot, probe), evaluated and offered to selection."""
-    prep.method.train(False)
-    metrics = evaluator(prep.method.classifier())
+    method = prep.method
+    method.train(False)
+    if method.frozen_image_tower:
+        metrics = evaluator.evaluate_features(method.head, prep.features.features)
+    else:
+        metrics = evaluator(method.classifier())
     if selection.update(0, metrics):
         weights = _selected_weights(prep, 0)
         jc.stage_selected(weights) if staged else jc.save_selected(weights)

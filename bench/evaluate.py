@@ -67,10 +67,25 @@ class Evaluator:
 
     def evaluate_many(self, classifiers) -> list[dict[str, float]]:
         """Metrics per classifier, decoding each evaluation image once for all of them."""
-        results: list[dict[str, float]] = [{} for _ in classifiers]
-        ood: list[list[float]] = [[] for _ in classifiers]
-        for s, loader in zip(self.sets, self.loaders):
-            all_logits, labels, metadata = predict_many(classifiers, loader, self.device, self.context)
+        per_set = [predict_many(classifiers, loader, self.device, self.context) for loader in self.loaders]
+        return self._metrics(len(classifiers), per_set)
+
+    def evaluate_features(self, head, features) -> dict[str, float]:
+        """Metrics of `head` on frozen image features: `features(source, split) -> (x, y, metadata)`, e.g. a
+        FeatureCache. For methods whose image tower is the pretrained one (zero-shot, LP), this replaces a
+        pass over the images with a matrix product."""
+        per_set = []
+        for s in self.sets:
+            x, y, m = features(s.source, s.split)
+            with self.context():
+                logits = head(x.to(self.device)).float().cpu()
+            per_set.append(([logits.clone()], y, m))
+        return self._metrics(1, per_set)[0]
+
+    def _metrics(self, n: int, per_set) -> list[dict[str, float]]:
+        results: list[dict[str, float]] = [{} for _ in range(n)]
+        ood: list[list[float]] = [[] for _ in range(n)]
+        for s, (all_logits, labels, metadata) in zip(self.sets, per_set):
             for metrics, ood_values, logits in zip(results, ood, all_logits):
                 logits = s.source.project_logits(logits)
                 # Official metrics (WILDS eval, ...) come from the dataset; the rest from bench.metrics.
@@ -98,6 +113,11 @@ class FeatureCache:
         self.transform, self.batch_size, self.workers, self.device = transform, batch_size, workers, device
 
     def __call__(self, source, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y, _ = self.features(source, split)
+        return x, y
+
+    def features(self, source, split: str):
+        """(features, labels, metadata or None) of a split, from the cache or computed once."""
         ident = repr((self.model_id, source.name, sorted(source.describe().items()), split, repr(self.transform)))
         path = self.cache_dir / f"{hashlib.sha256(ident.encode()).hexdigest()[:20]}.pt"
         cached = self._load(path, ident) if path.is_file() else None
@@ -106,23 +126,23 @@ class FeatureCache:
         was_training = self.model.training
         self.model.eval()
         loader = make_loader(source.split(split, self.transform), self.batch_size, self.workers, device=self.device)
-        x, y, _ = predict(self.model.encode_image, loader, self.device)
+        x, y, m = predict(self.model.encode_image, loader, self.device)
         self.model.train(was_training)
-        torch_save_atomic({"x": x, "y": y, "ident": ident}, path)
-        return x, y
+        torch_save_atomic({"x": x, "y": y, "m": m, "ident": ident}, path)
+        return x, y, m
 
     @staticmethod
-    def _load(path: Path, ident: str) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """The cached (features, labels), or None after moving an unreadable or foreign entry aside."""
+    def _load(path: Path, ident: str):
+        """The cached (features, labels, metadata), or None after moving an unreadable or foreign entry aside."""
         import logging
 
         try:
             cached = torch.load(path, map_location="cpu", weights_only=True)
-            x, y = cached["x"], cached["y"]
+            x, y, m = cached["x"], cached["y"], cached.get("m")
             if cached.get("ident") != ident or not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) \
-                    or x.ndim != 2 or y.ndim != 1 or len(x) != len(y):
+                    or x.ndim != 2 or y.ndim != 1 or len(x) != len(y) or (m is not None and len(m) != len(y)):
                 raise ValueError("not the features this key names")
-            return x, y
+            return x, y, m
         except Exception as exc:  # truncated, garbage, empty, another pickle: all rebuilt the same way
             aside = path.with_name(path.name + ".corrupt")
             path.replace(aside)

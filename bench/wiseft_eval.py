@@ -24,8 +24,8 @@ ALPHAS_PER_PASS = 11  # model copies held at once: 11 x ViT-B/16 is ~7 GB in fp3
 class _Shared:
     """The zero-shot and finetuned endpoints and an evaluator, loaded once for every alpha of a base."""
 
-    def __init__(self, base: Job, tracker_factory):
-        self.base, self.tracker_factory = base, tracker_factory
+    def __init__(self, base: Job, tracker_factory, pending: list[float]):
+        self.base, self.tracker_factory, self.pending = base, tracker_factory, pending
         self.ready = False
 
     def load(self) -> None:
@@ -47,6 +47,8 @@ class _Shared:
         self.evaluator = Evaluator(self.prep.task.sets, self.prep.loaded.eval_transform, rt.get("eval_batch_size", 256),
                                    rt.get("workers", 0), self.prep.device, context=self.prep.precision.inference)
         self.computed: dict[float, dict] = {}
+        if 0.0 in self.pending:  # the zero-shot endpoint, from cached features, before any interpolation
+            self.computed[0.0] = self.evaluator.evaluate_features(self.method.head, self.prep.features.features)
         self.ready = True
 
 
@@ -73,8 +75,8 @@ class AlphaBody:
     kind = "wiseft"
     resumable = False
 
-    def __init__(self, job: Job, shared: _Shared, pending: list[float]):
-        self.job, self.shared, self.pending = job, shared, pending
+    def __init__(self, job: Job, shared: _Shared):
+        self.job, self.shared = job, shared
 
     def prepare(self) -> tuple[dict, dict]:
         self.shared.load()
@@ -83,7 +85,7 @@ class AlphaBody:
 
     def execute(self, jc: JobContext) -> Result:
         sh, alpha = self.shared, self.job.extra["alpha"]
-        metrics = sh.metrics(alpha, self.pending)
+        metrics = sh.metrics(alpha, sh.pending)
         jc.log_metrics({**metrics, "alpha": alpha}, step=0)
         val_key = sh.prep.task.val.key
         log.info("[%s] %s %.4f%s", self.job.display_name, val_key, metrics[val_key],
@@ -104,6 +106,6 @@ def run_wiseft(base: Job, jobs: list[Job], tracker_factory, wait: bool = True) -
     """Evaluate every alpha of one base run; returns their summaries in order. Alphas another process holds
     raise Busy when `wait` is False."""
     ensure_base(base, tracker_factory(base))
-    shared = _Shared(base, tracker_factory)
     pending = [j.extra["alpha"] for j in jobs if JobLifecycle(j).load_done() is None]
-    return [JobLifecycle(job, tracker_factory(job)).run(AlphaBody(job, shared, pending), wait=wait) for job in jobs]
+    shared = _Shared(base, tracker_factory, pending)
+    return [JobLifecycle(job, tracker_factory(job)).run(AlphaBody(job, shared), wait=wait) for job in jobs]

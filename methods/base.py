@@ -38,6 +38,7 @@ class Method:
     label: str = ""              # row label in result tables
     trains: bool = True          # runs the engine's epoch loop
     wiseft: bool = False         # a finetuning method that WiSE-FT can ensemble with zero-shot
+    frozen_image_tower: bool = False  # logits are head(pretrained image features): evaluation reuses cached features
     hparams: dict = {}           # method-specific defaults, merged over the engine's common ones
 
     def __init__(self) -> None:

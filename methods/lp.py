@@ -20,6 +20,7 @@ class LinearProbe(Method):
     name = "lp"
     label = "LP"
     trains = False
+    frozen_image_tower = True
     hparams = {"lp_c_grid": DEFAULT_C_GRID}
 
     def setup(self, ctx: MethodContext) -> None:

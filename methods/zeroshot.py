@@ -7,6 +7,7 @@ class ZeroShot(Method):
     name = "zeroshot"
     label = "Zeroshot"
     trains = False
+    frozen_image_tower = True
 
     def setup(self, ctx: MethodContext) -> None:
         super().setup(ctx)
