@@ -17,10 +17,9 @@ import torch
 
 from bench.errors import BenchError
 from bench.evaluate import Evaluator, FeatureCache, make_loader
-from bench.fsutil import torch_save_atomic, write_json_atomic
 from bench.heads import tokenize_prompts
 from bench.jobs import Job, weights_identity
-from bench.lifecycle import JobContext, JobLifecycle, NullReporter, Result
+from bench.lifecycle import JobContext, JobLifecycle, Result
 from bench.metrics import get_metric
 from bench.precision import Precision, compile_towers, enable_tf32, make_adamw, optimizer_step, resolve_precision
 from bench.models import LoadedModel, checkpoint_metadata, load_model

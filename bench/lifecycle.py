@@ -169,7 +169,7 @@ class JobLifecycle:
             done = json.loads(self.done_path.read_text()) if self.done_path.stat().st_size else {}
             self.done_path.replace(self.dir / "done.stale.json")
             run_id = done.get("run_id") if isinstance(done, dict) else None
-            if run_id and hasattr(self.tracker, "set_status"):
+            if run_id:
                 self.tracker.set_status(run_id, "FAILED", {"bench.invalidated": reason})
         log.warning("[%s] %s: the job will train again", self.job.display_name, reason)
 

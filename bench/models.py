@@ -194,8 +194,26 @@ def skeleton(spec: ModelSpec):
     import torch
     import open_clip
 
-    with torch.device("meta"):
+    with torch.device("meta"), _quiet_random_init():
         return open_clip.create_model(spec.config, pretrained=None, device="meta", force_quick_gelu=spec.quick_gelu)
+
+
+class _quiet_random_init:
+    """open_clip warns "Model initialized randomly" for any model built without weights; for a shape-only
+    skeleton that warning is false alarm, and users read it as their weights being ignored."""
+
+    def filter(self, record) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+    def __enter__(self):
+        import logging
+
+        logging.getLogger().addFilter(self)
+
+    def __exit__(self, *exc):
+        import logging
+
+        logging.getLogger().removeFilter(self)
 
 
 # Keys open_clip's loader adds, drops or reshapes by itself.

@@ -8,7 +8,6 @@ the text tower", which is what lets WiSE-FT interpolate any finetuned run agains
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch

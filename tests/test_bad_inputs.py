@@ -6,7 +6,6 @@ import sqlite3
 
 import pytest
 import torch
-from PIL import Image
 
 from bench.cli import main
 from bench.datasets.fake import make_folder_tree

@@ -1,6 +1,5 @@
 """Reduced-size JPEG decoding: close to a full decode after the model's resize, and a no-op where it cannot help."""
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 from torchvision import transforms as T

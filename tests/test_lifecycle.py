@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from mlflow.tracking import MlflowClient
 
 from bench import checkpoints

@@ -15,7 +15,7 @@ ray = pytest.importorskip("ray")
 from ray import tune  # noqa: E402
 
 from bench.launcher import LaunchOptions, launch  # noqa: E402
-from bench.jobstate import DONE, INCOMPLETE, STOPPED, job_states  # noqa: E402
+from bench.jobstate import DONE, INCOMPLETE, STOPPED  # noqa: E402
 from bench.sweeps.sweep import build_sweep  # noqa: E402
 
 
