@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bench.logreg import fit_logreg, select_logreg
+from bench.logreg import SKLEARN_TOL, fit_logreg, select_logreg
 
 REFERENCE_MAX_ITER = 200  # FLYP's src/models/linear_lbfgs.py
 
@@ -53,7 +53,7 @@ def _sklearn_search(Xtr, ytr, Xva, yva, Cs, warm: bool):
 
 
 def _ours_search(Xtr, ytr, Xva, yva, Cs, n_classes):
-    found = select_logreg((Xtr, ytr), (Xva, yva), n_classes, Cs, _top1)
+    found = select_logreg((Xtr, ytr), (Xva, yva), n_classes, Cs, _top1, tol=SKLEARN_TOL)  # equal tolerance
     return {"val_acc": found["score"], "C": found["C"]}
 
 
@@ -93,7 +93,7 @@ def benchmark_probe(features_train, y_train, features_val, y_val, Cs, repeats: i
     single_acc = {}
     for _ in range(repeats):
         sync()
-        s, (W, b) = _timed(lambda: (fit_logreg(Xtr, ytr, n_classes, C), sync())[0])
+        s, (W, b) = _timed(lambda: (fit_logreg(Xtr, ytr, n_classes, C, tol=SKLEARN_TOL), sync())[0])
         single["ours"].append(s)
         single_acc["ours"] = _top1(Xva @ W.T + b, yva)
         s, acc = _timed(lambda: _sklearn_search(npXtr, npytr, npXva, npyva, [C], warm=False)["val_acc"])

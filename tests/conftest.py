@@ -52,3 +52,20 @@ def make_job(folder_root, method: str = "ft", seed: int = 0, experiment: str = "
     hp.update(hparams)
     return Job(suite="folder", experiment=experiment, task=name, task_spec=task, method=method, hparams=hp,
                seed=seed, model={"arch": "bench-tiny", "pretrained": None}, runtime={"workers": 0, "device": "cpu"})
+
+
+class StopAfter:
+    """An executor's reporter that interrupts the job after `epoch` (as Ctrl-C or a kill would)."""
+
+    def __init__(self, epoch: int = 1):
+        self.epoch = epoch
+
+    def report(self, metrics, epoch):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+        return False
+
+
+def selected(summary: dict) -> dict:
+    """A summary's selected-epoch metrics without timings (which differ between identical runs)."""
+    return {k: v for k, v in summary.items() if k.startswith("sel/") and "time" not in k and "per_s" not in k}

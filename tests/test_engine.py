@@ -7,19 +7,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.engine import NonFiniteLoss, train_one
 from bench.tracking import MlflowTracker, tracking_uri
-from conftest import make_job
-
-
-class StopAfter:
-    """A reporter that interrupts the job after the given epoch (as a kill or Ctrl-C would)."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def report(self, metrics, epoch):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-        return False
+from conftest import StopAfter, make_job
 
 
 def runs(experiment="tests"):

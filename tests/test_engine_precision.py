@@ -10,14 +10,7 @@ import torch
 from bench.engine import prepare, run_steps, train_one
 from bench.precision import resolve_precision, supported
 from bench.tracking import MlflowTracker
-from conftest import make_job
-
-
-class StopAfter:
-    def report(self, metrics, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return False
+from conftest import StopAfter, make_job, selected
 
 
 def test_device_side_loss_sum_equals_the_per_step_mean(bench_home, folder_root):
@@ -60,8 +53,7 @@ def test_a_resumed_mixed_precision_job_continues_exactly(bench_home, folder_root
     resumed = train_one(job, MlflowTracker("tests"))
     monkeypatch.setenv("BENCH_HOME", str(tmp_path / "straight"))
     straight = train_one(job)
-    keep = lambda s: {k: v for k, v in s.items() if k.startswith("sel/") and "time" not in k and "per_s" not in k}
-    assert keep(resumed) == keep(straight)
+    assert selected(resumed) == selected(straight)
     from mlflow.tracking import MlflowClient
 
     from bench.tracking import tracking_uri

@@ -17,17 +17,8 @@ from bench.lifecycle import Busy, JobLifecycle
 from bench.methods.wiseft import derive_jobs
 from bench.tracking import MlflowTracker, tracking_uri
 from bench.wiseft_eval import run_wiseft
-from conftest import make_job
-
-
-class StopAfter:
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def report(self, metrics, epoch):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-        return False
+from conftest import StopAfter, make_job
+from conftest import selected as sel
 
 
 def statuses(run_key):
@@ -35,10 +26,6 @@ def statuses(run_key):
     exp = client.get_experiment_by_name("tests")
     return sorted(r.info.status for r in client.search_runs([exp.experiment_id])
                   if r.data.tags.get("bench.run_key") == run_key)
-
-
-def sel(summary):
-    return {k: v for k, v in summary.items() if k.startswith("sel/") and "time" not in k and "per_s" not in k}
 
 
 def test_checkpoint_round_trip_and_refusal_of_damaged_files(tmp_path):
@@ -185,3 +172,23 @@ def test_data_changed_before_the_resume_starts_the_job_over(bench_home, folder_r
     assert changed.run_key == job.run_key  # paths and hparams are the same job
     summary = train_one(changed, MlflowTracker("tests"))
     assert summary["sel/epochs_run"] == 2 and statuses(job.run_key) == ["FAILED", "FINISHED"]
+
+
+def test_bench_run_carries_on_after_a_failed_job_and_exits_non_zero(bench_home, folder_root, monkeypatch, capsys):
+    from bench.cli import main
+    from bench.methods.ft import FineTune
+
+    def boom(self, images, labels):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(FineTune, "training_step", boom)
+    code = main(["run", "--folder", str(folder_root), "--methods", "zeroshot,ft,flyp", "--model", "bench-tiny",
+                 "--pretrained", "none", "--workers", "0", "--set", "epochs=1", "--set", "batch_size=8",
+                 "--set", "warmup=1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "1 job(s) failed" in err and "Traceback" not in err
+    client = MlflowClient(tracking_uri())
+    runs = client.search_runs([client.get_experiment_by_name("folder").experiment_id])
+    by_method = {r.data.tags["bench.method"]: r for r in runs}
+    assert {m: r.info.status for m, r in by_method.items()} == {"zeroshot": "FINISHED", "ft": "FAILED", "flyp": "FINISHED"}
+    assert "injected failure" in by_method["ft"].data.tags["bench.error"]

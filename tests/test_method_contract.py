@@ -9,16 +9,9 @@ import torch
 from bench.engine import prepare, train_one
 from bench.methods import METHODS
 from bench.tracking import MlflowTracker
-from conftest import make_job
+from conftest import StopAfter, make_job, selected
 
 TRAINED = [m for m in METHODS.names() if not METHODS.meta(m).get("derived")]
-
-
-class StopAfter:
-    def report(self, metrics, epoch):
-        if epoch == 1:
-            raise KeyboardInterrupt
-        return False
 
 
 def _batch(prep):
@@ -66,5 +59,4 @@ def test_interrupted_job_resumes_to_the_uninterrupted_result(bench_home, folder_
     resumed = train_one(job, MlflowTracker("tests"))
     monkeypatch.setenv("BENCH_HOME", str(tmp_path / "straight"))
     straight = train_one(job)
-    keep = lambda s: {k: v for k, v in s.items() if k.startswith("sel/") and "time" not in k and "per_s" not in k}
-    assert keep(resumed) == keep(straight)
+    assert selected(resumed) == selected(straight)
