@@ -133,8 +133,14 @@ class JobLifecycle:
                 kept = checkpoints.set_aside(self.done_path)
                 log.warning("[%s] done marker unreadable (%s); moved to %s", self.job.display_name, exc, kept.name)
         rebuilt = self.tracker.final_metrics(self.job.run_key)
-        if rebuilt is None or (self._trains and not (rebuilt.get("selected_sha256") and self.selected_ok(rebuilt))):
-            return None  # a training job is done only with the very weights its FINISHED run recorded
+        if rebuilt is None:
+            return None
+        if self._trains and not (rebuilt.get("selected_sha256") and self.selected_ok(rebuilt)):
+            # A training job is done only with the very weights its FINISHED run recorded. Without them it
+            # trains again, and the old run must not stand beside the new one in reports.
+            if not self._has_checkpoint():
+                self._invalidate_run(rebuilt["run_id"], "selected.pt is missing or does not match its run")
+            return None
         if self._has_checkpoint():
             ckpt = checkpoints.load_latest(self.ckpt_path)  # rare path: a marker lost after a FINISHED run
             if ckpt is not None and ckpt.get("run_id") != rebuilt["run_id"]:
@@ -166,12 +172,18 @@ class JobLifecycle:
         FINISHED run FAILED with the reason, so the job trains again and reports never read a run whose
         weights are gone. The old run's metrics stay in MLflow."""
         if self.done_path.is_file():
-            done = json.loads(self.done_path.read_text()) if self.done_path.stat().st_size else {}
+            try:
+                done = json.loads(self.done_path.read_text())
+            except ValueError:
+                done = {}
             self.done_path.replace(self.dir / "done.stale.json")
             run_id = done.get("run_id") if isinstance(done, dict) else None
             if run_id:
-                self.tracker.set_status(run_id, "FAILED", {"bench.invalidated": reason})
+                self._invalidate_run(run_id, reason)
         log.warning("[%s] %s: the job will train again", self.job.display_name, reason)
+
+    def _invalidate_run(self, run_id: str, reason: str) -> None:
+        self.tracker.set_status(run_id, "FAILED", {"bench.invalidated": reason})
 
     def _clean_leftovers(self, resume: dict | None) -> None:
         """Temporary files of a write a kill interrupted, and staged weights no checkpoint committed."""

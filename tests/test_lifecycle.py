@@ -192,3 +192,13 @@ def test_bench_run_carries_on_after_a_failed_job_and_exits_non_zero(bench_home, 
     by_method = {r.data.tags["bench.method"]: r for r in runs}
     assert {m: r.info.status for m, r in by_method.items()} == {"zeroshot": "FINISHED", "ft": "FAILED", "flyp": "FINISHED"}
     assert "injected failure" in by_method["ft"].data.tags["bench.error"]
+
+
+def test_lost_marker_and_weights_retrain_and_invalidate_the_old_run(bench_home, folder_root):
+    job = make_job(folder_root, "ft")
+    first = train_one(job, MlflowTracker("tests"))
+    (job.run_dir / "done.json").unlink()
+    (job.run_dir / "selected.pt").unlink()
+    again = train_one(job, MlflowTracker("tests"))
+    assert again["run_id"] != first["run_id"] and statuses(job.run_key) == ["FAILED", "FINISHED"]
+    assert sel(again) == sel(first)
