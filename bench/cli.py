@@ -108,10 +108,14 @@ def print_plan(plan, states=None) -> None:
     states = states or [PENDING] * len(plan.jobs)
     print(f"suite {plan.suite}: {len(plan.jobs)} job(s) ({counts(states)})"
           + (f" + WiSE-FT over {','.join(plan.wiseft_bases)} ({len(plan.alphas)} alphas)" if plan.wiseft_bases else ""))
-    for job, state in zip(plan.jobs, states):
+    schedules = plan.schedules or [None] * len(plan.jobs)
+    for job, state, schedule in zip(plan.jobs, states, schedules):
         hp = job.hparams
         brief = ", ".join(f"{k}={hp[k]}" for k in ("lr", "wd", "batch_size", "epochs", "warmup") if k in hp)
-        print(f"  {job.run_key}  {state:<10} {job.task:<14} {job.method:<9} seed {job.seed}  {brief}")
+        steps = f"  ({schedule.brief()})" if schedule else ""
+        print(f"  {job.run_key}  {state:<10} {job.task:<14} {job.method:<9} seed {job.seed}  {brief}{steps}")
+    for warning in plan.warnings:
+        print(f"warning: {warning}")
 
 
 def cmd_list(args) -> int:

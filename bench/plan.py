@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from bench.config import check_alphas, check_layer, expect, method_defaults, parse_sets, resolve_hparams, validate_keys
 from bench.errors import BenchError, unknown_name
+from bench.fit import explicit_keys, fit_hparams, train_size
 from bench.jobs import Job
 from bench.suites import DEFAULT_ALPHAS, check_model, folder_task, load_suite, load_yaml
 
@@ -32,6 +33,8 @@ class Plan:
     jobs: list[Job]
     wiseft_bases: list[str] = field(default_factory=list)
     alphas: list[float] = field(default_factory=lambda: list(DEFAULT_ALPHAS))
+    schedules: list = field(default_factory=list)   # per job: bench.fit.Schedule (None: data not read or no training)
+    warnings: list[str] = field(default_factory=list)  # shown before any work starts
 
 
 def _names(value, what: str = "names") -> list[str] | None:
@@ -147,15 +150,45 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
         build_task(t, spec["tasks"][t])  # missing or malformed data fails here, before training
 
     exp = experiment or cfg.get("experiment") or spec.get("experiment") or spec["name"]
-    jobs = []
+    jobs, schedules, warnings = [], [], []
+    sizes = _TrainSizes(spec["tasks"], required=check_data)
     for t in task_names:
         for m in trained:
             hp = resolve_hparams(m, defaults[m], layers_by_task[t])
+            explicit = explicit_keys(m, layers_by_task[t])
             for s in seed_list:
+                job_hp, schedule = hp, None
+                n_train = sizes.get(t, s) if classes[m].trains else None
+                if n_train is not None:
+                    job_hp, schedule, notes = fit_hparams(hp, explicit, n_train, f"{t} {m} seed {s}")
+                    warnings += notes
                 jobs.append(Job(suite=spec["name"], experiment=exp, task=t, task_spec=spec["tasks"][t], method=m,
-                                hparams=hp, seed=s, model={"arch": arch, "pretrained": weights}, runtime=dict(runtime or {})))
+                                hparams=job_hp, seed=s, model={"arch": arch, "pretrained": weights},
+                                runtime=dict(runtime or {})))
+                schedules.append(schedule)
     alphas = cfg.get("wiseft_alphas", spec.get("wiseft", {}).get("alphas", DEFAULT_ALPHAS))  # both checked already
-    return Plan(spec["name"], exp, task_names, method_names, jobs, bases, alphas)
+    return Plan(spec["name"], exp, task_names, method_names, jobs, bases, alphas, schedules, warnings)
+
+
+class _TrainSizes:
+    """Training-set sizes per (task, seed), counted once. Without `required` (`bench status`, which lists
+    jobs without their data), missing data leaves the size unknown: jobs keep their unfitted values."""
+
+    def __init__(self, task_specs: dict, required: bool):
+        self.specs, self.required, self.cache = task_specs, required, {}
+
+    def get(self, task: str, seed: int) -> int | None:
+        from bench.tasks import with_shot_seed
+
+        key = (task, repr(with_shot_seed(self.specs[task]["dataset"], seed)))
+        if key not in self.cache:
+            try:
+                self.cache[key] = train_size(task, self.specs[task], seed)
+            except BenchError:
+                if self.required:
+                    raise
+                self.cache[key] = None
+        return self.cache[key]
 
 
 def _scope_filter(layer: dict, selected: list[str]) -> dict:
