@@ -24,7 +24,7 @@ COMMON_HPARAMS = {
     "grad_clip": 0.0,        # max grad norm; 0 disables
     "selection": "best",     # best ID-validation metric | last epoch | min_val_loss (epoch 0 = zero-shot included)
 }
-CHOICES = {"selection": ("best", "last", "min_val_loss")}
+CHOICES = {"selection": ("best", "last", "min_val_loss"), "loss": ("auto", "clip", "siglip")}
 
 
 def _positive(v):

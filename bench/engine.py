@@ -133,6 +133,7 @@ class TrainBody:
         prep, ctx = self.prep, self.ctx
         job, method, hp, device = prep.job, prep.method, prep.job.hparams, prep.device
         method.setup(ctx)
+        jc.set_tags(method.tags())  # what the method decided at setup (FLYP's objective)
         runtime = job.runtime
         evaluator = Evaluator(prep.task.sets, prep.loaded.eval_transform, runtime.get("eval_batch_size", 256),
                               runtime.get("workers", 0), device, context=self.prec.inference)

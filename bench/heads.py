@@ -62,9 +62,13 @@ class LinearHead(nn.Module):
 
 @torch.no_grad()
 def zeroshot_head(model, prompt_tokens: torch.Tensor, chunk_size: int = PROMPT_CHUNK) -> LinearHead:
-    """The zero-shot head: class text embeddings scaled by the model's temperature, bias 0."""
+    """The zero-shot head: class text embeddings scaled by the model's temperature; bias 0 for CLIP models
+    and the learned logit bias for SigLIP models, so that logits are the model's own scores (sigmoid logits
+    for SigLIP: the same argmax, but FT starts from, and WiSE-FT interpolates, the model's own scoring)."""
     was_training = model.training
     model.eval()
     weight = class_text_embeddings(model, prompt_tokens, chunk_size) * model.logit_scale.exp().float()
     model.train(was_training)
-    return LinearHead(weight)
+    logit_bias = getattr(model, "logit_bias", None)
+    bias = None if logit_bias is None else logit_bias.detach().float().reshape(-1).expand(weight.shape[0])
+    return LinearHead(weight, bias)

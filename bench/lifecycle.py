@@ -73,6 +73,10 @@ class JobContext:
     def log_text(self, text: str, name: str) -> None:
         self._life.tracker.log_text(text, name)
 
+    def set_tags(self, tags: dict) -> None:
+        if tags:
+            self._life.tracker.set_tags(tags)
+
     def report(self, metrics: dict, epoch: int) -> bool:
         return bool(self._life.reporter.report(metrics, epoch))
 

@@ -53,3 +53,30 @@ def _open_clip_loss():
             gather_with_grad=ddp,
         )
     return _LOSS
+
+
+def siglip_loss(image_features, text_features, logit_scale, logit_bias, labels=None, same_class_positive: bool = False):
+    """SigLIP's pairwise sigmoid loss (Zhai et al. 2023) with the learned temperature and bias, in fp32.
+
+    Pair (i, j) is positive when i == j; every other pair, same-class ones included, is a negative, exactly as
+    in pretraining (and as InfoNCE treats them). With `same_class_positive`, pairs of the same class are
+    positives too (the multi-positive variant); only those entries of the target matrix change.
+    """
+    with torch.autocast(image_features.device.type, enabled=False):
+        img, txt = _wide(image_features), _wide(text_features)
+        scale, bias = _wide(logit_scale), _wide(logit_bias)
+        if not same_class_positive:
+            from open_clip.loss import SigLipLoss
+
+            return SigLipLoss()(img, txt, scale, bias)
+        if labels is None:
+            raise ValueError("same_class_positive needs the batch labels")
+        logits = scale * img @ txt.T + bias
+        targets = 2.0 * (labels[:, None] == labels[None, :]).to(logits.dtype) - 1.0
+        return -F.logsigmoid(targets * logits).sum() / img.shape[0]
+
+
+def pretraining_objective(model) -> str:
+    """'siglip' for a model pretrained with the sigmoid loss (its config gives it a learned logit bias, as
+    every open_clip SigLIP config does with init_logit_bias), else 'clip'."""
+    return "siglip" if getattr(model, "logit_bias", None) is not None else "clip"

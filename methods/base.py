@@ -55,6 +55,10 @@ class Method:
     def trainable_parameters(self) -> Iterable[nn.Parameter]:
         return []
 
+    def tags(self) -> dict:
+        """Facts the method decided at setup, recorded as MLflow tags (e.g. FLYP's objective)."""
+        return {}
+
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
         raise NotImplementedError(f"method '{self.name}' does not train")
 

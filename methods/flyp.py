@@ -12,7 +12,8 @@ import math
 
 import torch
 
-from bench.losses import clip_loss
+from bench.errors import BenchError
+from bench.losses import clip_loss, pretraining_objective, siglip_loss
 from bench.methods.base import Method, MethodContext, set_requires_grad
 
 
@@ -20,12 +21,18 @@ class FLYP(Method):
     name = "flyp"
     label = "FLYP"
     wiseft = True
-    hparams = {"grad_clip": 0.0, "mask_same_class": False, "logit_scale_max": 100.0}
+    # loss: auto (the model's own pretraining objective), clip (softmax InfoNCE) or siglip (pairwise sigmoid).
+    hparams = {"grad_clip": 0.0, "mask_same_class": False, "logit_scale_max": 100.0, "loss": "auto",
+               "same_class_positive": False}
 
     def setup(self, ctx: MethodContext) -> None:
         super().setup(ctx)
         set_requires_grad(self.model, True)
         self.head = None  # always rebuilt from the current text tower
+        self.objective = resolve_objective(ctx.hparams.get("loss", "auto"), self.model)
+
+    def tags(self) -> dict:
+        return {"bench.objective": self.objective}
 
     def trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -48,7 +55,12 @@ class FLYP(Method):
         image_features = self.model.encode_image(images, normalize=True)
         text_features = self.model.encode_text(self.sample_prompts(labels), normalize=True)
         scale = self.model.logit_scale.exp()
-        loss = clip_loss(image_features, text_features, scale, labels, self.ctx.hparams["mask_same_class"])
+        hp = self.ctx.hparams
+        if self.objective == "siglip":
+            loss = siglip_loss(image_features, text_features, scale, self.model.logit_bias, labels,
+                               hp.get("same_class_positive", False))
+        else:
+            loss = clip_loss(image_features, text_features, scale, labels, hp["mask_same_class"])
         return {"loss": loss, "logit_scale": scale.detach()}
 
     def after_optimizer_step(self) -> None:
@@ -60,3 +72,19 @@ def clamp_logit_scale(model, max_scale: float) -> None:
     if max_scale and max_scale > 0:
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(max_scale))
+
+
+OBJECTIVES = ("auto", "clip", "siglip")
+
+
+def resolve_objective(name: str, model) -> str:
+    """The loss FLYP continues: `auto` is the model's own pretraining objective (finetune like *it* was
+    pretrained). The sigmoid loss needs the learned bias that only SigLIP-pretrained models carry."""
+    if name not in OBJECTIVES:
+        raise BenchError(f"flyp.loss must be one of {', '.join(OBJECTIVES)}, got {name!r}.")
+    objective = pretraining_objective(model) if name == "auto" else name
+    if objective == "siglip" and getattr(model, "logit_bias", None) is None:
+        raise BenchError("flyp.loss=siglip needs a model with a learned logit bias (a SigLIP model, e.g. "
+                         "--model ViT-B-16-SigLIP); this model was pretrained with CLIP's loss: use flyp.loss=clip "
+                         "or auto.")
+    return objective
