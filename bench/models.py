@@ -22,7 +22,8 @@ from bench.errors import BenchError, unknown_name
 CONFIG_DIR = Path(__file__).parent / "model_configs"
 ASSET_DIR = Path(__file__).parent / "assets"
 # Bundled checkpoints used when pretrained == "default".
-DEFAULT_CHECKPOINTS = {"toy-clip": ASSET_DIR / "toy-clip.pt"}
+# toy-sigmoid (the toy world's SigLIP-style model) is not shipped: `bench pretrain --objective siglip` makes it.
+DEFAULT_CHECKPOINTS = {"toy-clip": ASSET_DIR / "toy-clip.pt", "toy-sigmoid": ASSET_DIR / "toy-sigmoid.pt"}
 NO_WEIGHTS = (None, "", "none", "None", "random")
 QUICKGELU = "-quickgelu"
 PREPROCESS_KEYS = ("mean", "std", "interpolation", "resize_mode")
@@ -83,7 +84,8 @@ def resolve_pretrained(arch: str, pretrained: str | None) -> str | None:
                 f"Model '{arch}' has no bundled checkpoint; pass --pretrained TAG or --pretrained /path/to/weights.pt."
             )
         if not path.exists():
-            raise BenchError(f"The bundled checkpoint for '{arch}' is missing at {path}; run `bench pretrain` to create it.")
+            how = "bench pretrain --objective siglip" if arch == "toy-sigmoid" else "bench pretrain"
+            raise BenchError(f"The bundled checkpoint for '{arch}' is missing at {path}; run `{how}` to create it.")
         return str(path)
     return str(pretrained)
 

@@ -1,5 +1,7 @@
 """`bench pretrain`: pretrain the toy CLIP on rendered captioned images with the project's own contrastive
-loss (the same `clip_loss` FLYP finetunes with: finetune like you pretrain, literally).
+loss (the same `clip_loss` FLYP finetunes with: finetune like you pretrain, literally). With `--objective
+siglip` it pretrains `toy-sigmoid` (the same towers plus a learned logit bias) with the pairwise sigmoid
+loss, so that FLYP's matched and mismatched objectives can be compared on CPU.
 
 Deterministic for a seed: the corpus, the batch order and the initialisation all derive from it.
 Writes an fp16 checkpoint that open_clip loads, and a JSON model card with the recipe, the wall time
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 
 from bench.fsutil import torch_save_atomic, write_json_atomic
-from bench.losses import clip_loss
+from bench.losses import clip_loss, siglip_loss
 from bench.models import ASSET_DIR, CONFIG_DIR, load_model
 from bench.runtime import derive_seed, seed_everything
 from bench.schedule import cosine_lr
@@ -35,6 +37,7 @@ class Recipe:
     wd: float = 0.1
     warmup: int = 100
     logit_scale_max: float = 100.0
+    objective: str = "clip"    # clip (toy-clip) or siglip (toy-sigmoid)
 
 
 def render_corpus(recipe: Recipe, transform, log=print) -> tuple[torch.Tensor, list[str]]:
@@ -77,7 +80,10 @@ def pretrain(recipe: Recipe, out: Path, log=print, evaluate: bool = True) -> dic
             group["lr"] = cosine_lr(step, recipe.lr, recipe.warmup, recipe.steps)
         img = model.encode_image(images[idx].float(), normalize=True)
         txt = model.encode_text(tokens[idx], normalize=True)
-        loss = clip_loss(img, txt, model.logit_scale.exp())
+        if recipe.objective == "siglip":
+            loss = siglip_loss(img, txt, model.logit_scale.exp(), model.logit_bias)
+        else:
+            loss = clip_loss(img, txt, model.logit_scale.exp())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -134,9 +140,11 @@ def zeroshot_card(arch: str, checkpoint: Path) -> dict:
 
 
 def main(args) -> int:
-    recipe = Recipe(seed=args.seed, steps=args.steps, corpus_size=args.corpus_size, batch_size=args.batch_size,
-                    lr=args.lr)
-    out = Path(args.out) if args.out else ASSET_DIR / "toy-clip.pt"
+    objective = getattr(args, "objective", "clip")
+    arch = "toy-sigmoid" if objective == "siglip" else "toy-clip"
+    recipe = Recipe(arch=arch, seed=args.seed, steps=args.steps, corpus_size=args.corpus_size,
+                    batch_size=args.batch_size, lr=args.lr, objective=objective)
+    out = Path(args.out) if args.out else ASSET_DIR / f"{arch}.pt"
     card = pretrain(recipe, out, evaluate=not args.no_eval)
     print(json.dumps(card, indent=2))
     return 0
