@@ -49,8 +49,22 @@ def _task_order(name: str | None) -> list[str]:
         return []
 
 
+def parse_layout(layout: str | None, name: str | None) -> str:
+    from bench.reports.paper import LAYOUTS, default_layout
+
+    if layout is None:
+        return default_layout(name)
+    if layout not in LAYOUTS:
+        close = difflib.get_close_matches(layout, LAYOUTS, n=1, cutoff=0.5)
+        hint = f" Did you mean '{close[0]}'?" if close else ""
+        raise BenchError(f"Unknown report layout '{layout}'.{hint} Layouts: {', '.join(LAYOUTS)}.")
+    return layout
+
+
 def build_report(experiment: str | None = None, suite: str | None = None, formats=FORMATS, selection: str = "id_val",
-                 reference=None, *, model: str | None = None, plots: bool = True) -> Report:
+                 reference=None, *, model: str | None = None, plots: bool = True, layout: str | None = None) -> Report:
+    """layout: 'paper' (the paper's table shapes; default for the paper suites and toy) or 'tasks' (one
+    table per task with every set); None picks by the suite (else experiment) name."""
     from bench.reports.aggregate import aggregate, aggregate_curves, row_summary
     from bench.reports.layout import build_tables
     from bench.reports.query import load_history, load_runs
@@ -60,6 +74,7 @@ def build_report(experiment: str | None = None, suite: str | None = None, format
                                       to_latex, to_markdown)
 
     formats = parse_formats(formats)
+    layout = parse_layout(layout, suite or experiment or "toy")
     rule = get_selection(selection)
     ref = load_reference(reference) if reference else None
     runset = load_runs(experiment, suite, model)
@@ -70,7 +85,12 @@ def build_report(experiment: str | None = None, suite: str | None = None, format
     tables = build_tables(chosen, cells, row_summary(chosen.picks), rule, runset.set_order,
                           _task_order(suite or runset.experiment), ref)
 
-    intro = _intro(runset, suite, experiment, rule, tables, ref, reference)
+    intro = _intro(runset, suite, experiment, rule, tables, ref, reference, layout)
+    paper = None
+    if layout == "paper":
+        from bench.reports.paper import build_paper_tables
+
+        paper = build_paper_tables(tables, chosen.points, rule.caption("each task's validation metric"))
     files: dict[str, bytes] = {}
     figures, links, svgs = {}, {}, {}
     if plots:
@@ -88,12 +108,19 @@ def build_report(experiment: str | None = None, suite: str | None = None, format
                 files[f"{stem}.svg"] = svg
                 links.setdefault((t.model, t.task), []).append((f"{t.task}: {alt}", f"{stem}.png"))
                 svgs.setdefault((t.model, t.task), []).append((f"{t.task}: {alt}", svg.decode()))
-    markdown = to_markdown(tables, intro, links)
+    if paper is not None:
+        from bench.reports import paper_render
+
+        markdown = paper_render.to_markdown(paper, intro, links)
+    else:
+        markdown = to_markdown(tables, intro, links)
     if "md" in formats:
         files["report.md"] = markdown.encode()
     if "latex" in formats:
-        files["report.tex"] = to_latex(tables, intro).encode()
+        files["report.tex"] = (paper_render.to_latex(paper, intro) if paper is not None else to_latex(tables, intro)).encode()
     if "csv" in formats:
+        if paper is not None:
+            files["results_paper.csv"] = paper_render.to_csv(paper, rule.name).encode()
         files["results_long.csv"] = to_csv_long(tables, rule.name).encode()
         files["results_wide.csv"] = to_csv_wide(tables, rule.name).encode()
         files["selection.csv"] = to_csv_selection(chosen.picks, rule.name).encode()
@@ -101,11 +128,11 @@ def build_report(experiment: str | None = None, suite: str | None = None, format
     if "html" in formats:
         from bench.reports.html import to_html
 
-        files["report.html"] = to_html(tables, intro, svgs, oracle=rule.name == "oracle").encode()
+        files["report.html"] = to_html(tables, intro, svgs, oracle=rule.name == "oracle", paper=paper).encode()
     return Report(markdown, tables, files, figures, chosen)
 
 
-def _intro(runset, suite, experiment, rule, tables, ref, reference) -> list[str]:
+def _intro(runset, suite, experiment, rule, tables, ref, reference, layout="tasks") -> list[str]:
     title = f"Results: experiment {runset.experiment}" + (f", suite {suite}" if suite and experiment else "")
     lines = [title + (" (ORACLE selection)" if rule.name == "oracle" else "")]
     if rule.name == "oracle":
@@ -114,8 +141,13 @@ def _intro(runset, suite, experiment, rule, tables, ref, reference) -> list[str]
     else:
         lines.append("Selection: hyperparameters, epoch and WiSE-FT alpha chosen per seed on each task's "
                      "ID validation metric (never on OOD data).")
-    lines.append("Values ×100: mean ± sample standard deviation over seeds; n = seeds (a cell over fewer seeds "
-                 "shows its own n); — = no result; bold = best of our rows in each column.")
+    if layout == "paper":
+        lines.append("Values ×100: mean ± sample standard deviation over seeds (few-shot: ± half-width of a 95% "
+                     "interval over draws); an average over sets is taken per seed, over the seeds that have every "
+                     "set; — = no result; bold = best of our rows in each column.")
+    else:
+        lines.append("Values ×100: mean ± sample standard deviation over seeds; n = seeds (a cell over fewer seeds "
+                     "shows its own n); — = no result; bold = best of our rows in each column.")
     models = sorted({t.model for t in tables})
     if len(models) > 1:
         lines.append(f"This experiment holds runs of {len(models)} models ({'; '.join(models)}): each has its own "
@@ -132,11 +164,11 @@ def _intro(runset, suite, experiment, rule, tables, ref, reference) -> list[str]
 
 
 def write_report(experiment: str | None, suite: str | None, out_dir, formats=FORMATS, selection: str = "id_val",
-                 reference=None, *, model: str | None = None, plots: bool = True) -> str:
+                 reference=None, *, model: str | None = None, plots: bool = True, layout: str | None = None) -> str:
     """Build the report and write its files under out_dir (each atomically); returns the Markdown text."""
     from bench.fsutil import atomic_write_bytes
 
-    report = build_report(experiment, suite, formats, selection, reference, model=model, plots=plots)
+    report = build_report(experiment, suite, formats, selection, reference, model=model, plots=plots, layout=layout)
     out = Path(out_dir)
     for rel, data in sorted(report.files.items()):
         atomic_write_bytes(out / rel, lambda f, data=data: f.write(data))

@@ -21,6 +21,10 @@ def add_parser(subparsers):
                    help="published numbers to show beside ours: CSV with method,task,dataset,metric,value "
                         "(see reports/README.md)")
     p.add_argument("--model", help="only this model (architecture or the label shown in the tables)")
+    p.add_argument("--layout", choices=("paper", "tasks"),
+                   help="paper: the paper's table shapes (Table 1 with per-shift detail, transfer datasets as "
+                        "columns, few-shot k as columns with 95%% intervals); tasks: one table per task with every "
+                        "set. Default: paper for the suites distribution-shift, transfer, few-shot and toy")
     p.add_argument("--no-plots", action="store_true", help="skip the figures (faster)")
     return p
 
@@ -39,7 +43,8 @@ def run(args) -> int:
 
         out = bench_home() / "reports" / slug(name)
     markdown = write_report(args.experiment, args.suite, out, formats=args.format, selection=args.selection,
-                            reference=args.reference, model=args.model, plots=not args.no_plots)
+                            reference=args.reference, model=args.model, plots=not args.no_plots,
+                            layout=args.layout)
     print(markdown, end="")
     print(f"\nReport written to {out}")
     return 0

@@ -3,8 +3,9 @@
 For each (model, task, method, seed) a rule gives every run a point (the metrics of one epoch) and a
 score; the best-scoring run wins, which picks the hyperparameters of a sweep. WiSE-FT then picks alpha,
 by the same rule, among the interpolations of the finetuned run chosen for that seed (so "FT + WiSE-FT"
-ensembles exactly the model in the FT row). Ties go to the smaller run_key (hparams) and the smaller
-alpha (closer to the zero-shot model), so selection is deterministic.
+ensembles exactly the model in the FT row). Alpha 0 (the zero-shot model) is never chosen for a WiSE-FT
+row, as the paper's rows are ensembles; it stays on the curves. Ties go to the smaller run_key (hparams)
+and the smaller positive alpha, so selection is deterministic.
 
 `IDValidation` (default) is the only honest rule. `Oracle` chooses on the OOD average: an upper bound
 that every caption labels as such. It re-chooses the epoch from each run's history; WiSE-FT runs were
@@ -171,11 +172,15 @@ def select(runs: pd.DataFrame, rule: SelectionMethod, history: pd.DataFrame | No
     for (model, task, base, seed), items in _group(wise, lambda r: (r["model"], r["task"], r["base_method"], r["seed"])).items():
         base_key = chosen.get((model, task, base, seed))
         own = [s for s in items if s[0]["base_run_key"] == base_key]
-        pool = own or items  # no interpolation of the chosen base run: choose over every base run's alphas
+        every = own or items  # no interpolation of the chosen base run: choose over every base run's alphas
+        # Alpha 0 is the zero-shot model itself: it stays on the curve but is never a "+ WiSE-FT" row.
+        pool = [s for s in every if s[0]["alpha"] > 0]
+        if not pool:
+            continue
         run, point, score = min(pool, key=lambda s: (-s[2], s[0]["alpha"], s[0]["run_key"]))
         row = row_id(base, True)
         take(run, point, score, row, len(pool))
-        for r, p, _ in sorted((s for s in pool if s[0]["base_run_key"] == run["base_run_key"]), key=lambda s: s[0]["alpha"]):
+        for r, p, _ in sorted((s for s in every if s[0]["base_run_key"] == run["base_run_key"]), key=lambda s: s[0]["alpha"]):
             curves.extend({"model": model, "task": task, "row": row, "seed": seed, "alpha": r["alpha"], "key": k, "value": v}
                           for k, v in sorted(p.items()) if k.startswith(("id/", "ood/")))
 

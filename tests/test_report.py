@@ -227,7 +227,7 @@ def test_golden_markdown_latex_csv(golden_env, tmp_path):
     from bench.reports.api import write_report
 
     out = tmp_path / "out"
-    md = write_report("toy", None, out, reference=GOLDEN / "reference.csv")
+    md = write_report("toy", None, out, reference=GOLDEN / "reference.csv", layout="tasks")
     assert md == (out / "report.md").read_text(encoding="utf-8")
     for name in ("report.md", "report.tex", "results_long.csv", "results_wide.csv", "selection.csv", "wiseft_curves.csv"):
         check_golden(name, (out / name).read_text(encoding="utf-8"))
@@ -239,7 +239,7 @@ def test_golden_markdown_latex_csv(golden_env, tmp_path):
 def test_golden_oracle(golden_env):
     from bench.reports.api import build_report
 
-    report = build_report("toy", None, formats=("md", "csv"), selection="oracle", plots=False)
+    report = build_report("toy", None, formats=("md", "csv"), selection="oracle", plots=False, layout="tasks")
     check_golden("report_oracle.md", report.markdown)
     check_golden("selection_oracle.csv", report.files["selection.csv"].decode())
     assert report.markdown.count("ORACLE selection") >= 1 + len(report.tables)  # intro + every caption
@@ -262,8 +262,9 @@ def test_id_validation_picks_the_validation_best_point_and_oracle_differs(golden
     assert ora[("ft", 0)].hparams == "lr=1e-05, wd=0.1"
     # epoch: validation peaks at 2, OOD at 1
     assert idv[("flyp", 1)].epoch == 2 and ora[("flyp", 1)].epoch == 1
-    # WiSE-FT: alpha on ID validation, among the interpolations of the FT run chosen for that seed
-    assert idv[("ft+wiseft", 0)].alpha == 0.5 and idv[("ft+wiseft", 0)].candidates == 3
+    # WiSE-FT: alpha on ID validation, among the interpolations of the FT run chosen for that seed, alpha 0
+    # (the zero-shot model) excepted
+    assert idv[("ft+wiseft", 0)].alpha == 0.5 and idv[("ft+wiseft", 0)].candidates == 2
     assert idv[("ft+wiseft", 0)].run_key.startswith(idv[("ft", 0)].run_key)
     assert ora[("ft+wiseft", 0)].run_key.startswith(ora[("ft", 0)].run_key)
     # the FAILED seed-2 run and the foreign run never enter; the duplicated job counts once, newest kept
@@ -336,9 +337,13 @@ def test_cli_subcommand_writes_the_requested_formats(golden_env, tmp_path, capsy
     add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["report", "--suite", "toy", "--format", "md,csv", "--out", str(tmp_path / "r"), "--no-plots"])
     assert run(args) == 0
-    assert "### toy-shift" in capsys.readouterr().out
+    assert "| Method | Toy-shift ID | Toy-shift Avg (4) |" in capsys.readouterr().out  # toy: the paper layout
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [
-        "report.md", "results_long.csv", "results_wide.csv", "selection.csv", "wiseft_curves.csv"]
+        "report.md", "results_long.csv", "results_paper.csv", "results_wide.csv", "selection.csv", "wiseft_curves.csv"]
+    args = parser.parse_args(["report", "--suite", "toy", "--format", "md", "--out", str(tmp_path / "t"), "--no-plots",
+                              "--layout", "tasks"])
+    assert run(args) == 0
+    assert "### toy-shift" in capsys.readouterr().out
 
 
 # ---- mixed models and bad input ------------------------------------------------------------------------------
