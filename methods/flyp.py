@@ -3,8 +3,9 @@
 Each training image of class y is paired with `template(classname_y)`, the template drawn uniformly at
 random per sample per step (the engine seeds the global RNG per epoch, so draws are reproducible and
 resumable). Both towers and the temperature train; the head is rebuilt from the text tower for evaluation.
-Choice recorded in `logit_scale_max`: the temperature is clamped to [0, ln(max)] as open_clip's trainer
-does (100); set 0 to leave it unclamped like the released FLYP code.
+`logit_scale_max` defaults to 0: the temperature is never clamped, as in the released FLYP code (OpenAI's
+ViT-B/16 starts at exactly 100, so open_clip's clamp at 100 would only let it fall). Set it (e.g. 100) to
+clamp to [0, ln(max)] after each step as open_clip's trainer does.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ class FLYP(Method):
     label = "FLYP"
     wiseft = True
     # loss: auto (the model's own pretraining objective), clip (softmax InfoNCE) or siglip (pairwise sigmoid).
-    hparams = {"grad_clip": 0.0, "mask_same_class": False, "logit_scale_max": 100.0, "loss": "auto",
+    hparams = {"grad_clip": 0.0, "mask_same_class": False, "logit_scale_max": 0.0, "loss": "auto",
                "same_class_positive": False}
 
     def setup(self, ctx: MethodContext) -> None:
