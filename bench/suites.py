@@ -30,6 +30,8 @@ SUITE_KEYS = {"name", "description", "experiment", "model", "seeds", "methods", 
 TASK_KEYS = {"dataset", "train", "val", "id", "ood", "metric", "hparams", "description", "templates"}
 MODEL_KEYS = {"arch", "pretrained"}
 SET_KEYS = {"split", "dataset", "name", "metric"}
+# The WiSE-FT paper's grid, 0, 0.1, ..., 1. Alpha 0 (the zero-shot model) and 1 (the finetuned one) are the
+# curve's endpoints; the report picks a row's alpha on ID validation and never reports alpha 0 as WiSE-FT.
 DEFAULT_ALPHAS = [round(0.1 * i, 1) for i in range(11)]
 
 
