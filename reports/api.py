@@ -97,8 +97,11 @@ def build_report(experiment: str | None = None, suite: str | None = None, format
         from bench.reports.plots import delta_figure, id_ood_figure, render
 
         for t in tables:
-            for kind, fig, alt in (("id_ood", id_ood_figure(t, curves), "OOD vs ID with WiSE-FT curves"),
-                                   ("vs_ft", delta_figure(t), "change against FT per OOD set")):
+            where = f"{suite or runset.experiment}: {t.task}, {t.model}; selection: {rule.title}"
+            for kind, fig, alt in (("id_ood", id_ood_figure(t, curves, f"{where}\nOOD vs ID (probit axes)"),
+                                    "OOD vs ID on probit axes, WiSE-FT curves and the baseline fit"),
+                                   ("vs_ft", delta_figure(t, f"{where}\nOOD change against FT"),
+                                    "change against FT per OOD set")):
                 if fig is None:
                     continue
                 figures[(t.model, t.task, kind)] = fig

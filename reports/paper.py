@@ -140,7 +140,37 @@ def _shift(model, tables, points, rule_caption) -> list[PaperTable]:
         table.caption = (f"{_task_short(t.task)}, {model}, per shift: {_metrics(detail)} (×100), mean ± std over "
                          f"seeds ({sets}; Avg = mean over the {len(oods)} OOD sets). {rule_caption}")
         out.append(table)
-    return out
+    robust = _effective_robustness(model, tables, rule_caption)
+    return out + ([robust] if robust else [])
+
+
+def _effective_robustness(model, tables, rule_caption) -> PaperTable | None:
+    """One column per task with OOD sets: each method's Avg OOD above the probit-space line through the
+    zero-shot model and the LP and FT baselines (robustness.py)."""
+    from bench.reports.robustness import BASELINES, effective_robustness
+
+    cols, per_task = [], {}
+    for t in tables:
+        er = effective_robustness(t)
+        if er:
+            per_task[t.task] = er
+            cols.append(PaperColumn(f"{t.task}|er", "", _task_short(t.task), "er", [(t.task, "er")]))
+    if not cols:
+        return None
+    rows = []
+    for rid in sorted({r for er in per_task.values() for r in er}, key=row_order):
+        label = next(r.label for t in tables for r in t.ours if r.id == rid)
+        row = Row(rid, label, "ours")
+        row.cells = {f"{task}|er": Cell(mean=er[rid], n=1) for task, er in per_task.items() if rid in er}
+        rows.append(row)
+    _bold(rows, cols)
+    base = ", ".join(dict.fromkeys(next(r.label for t in tables for r in t.ours if r.id == b)
+                                   for b in BASELINES if any(r.id == b for t in tables for r in t.ours)))
+    table = PaperTable(model, "effective robustness", "", cols, rows)
+    table.caption = (f"{model}: effective robustness (points ×100): Avg OOD minus the OOD that a linear fit in "
+                     f"probit space through {base} predicts at the method's ID score (Taori et al. 2020), "
+                     f"per task, on the means over seeds. {rule_caption}")
+    return table
 
 
 def _transfer(model, tables, points, rule_caption) -> PaperTable:

@@ -311,7 +311,8 @@ def test_plots_carry_one_series_per_method_and_the_wiseft_curves(golden_env, tmp
     points = [c.get_label() for c in ax.collections]
     assert points == ["Zeroshot", "LP", "FT", "L2-SP", "LP-FT", "FLYP", "FLYP-CE", "FT + WiSE-FT", "FLYP + WiSE-FT"]
     curves = {line.get_label(): len(line.get_xdata()) for line in ax.lines}
-    assert curves == {"FT + WiSE-FT curve (α 0–1)": 3, "FLYP + WiSE-FT curve (α 0–1)": 3}
+    assert curves == {"FT + WiSE-FT curve (α 0–1)": 3, "FLYP + WiSE-FT curve (α 0–1)": 3,
+                      "Baseline fit (Zeroshot, LP, FT; probit)": 41}
     # the curve runs from the zero-shot point (alpha 0) to the FT point (alpha 1)
     ft_curve = next(l for l in ax.lines if l.get_label().startswith("FT "))
     zs = ax.collections[0].get_offsets()[0]

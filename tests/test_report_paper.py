@@ -187,3 +187,36 @@ def test_few_shot_interval_is_a_t_interval_over_draws():
     from bench.reports.paper import t975
 
     assert t975(2) == 4.303 and t975(49) == 2.010 and t975(200) == 1.980
+
+
+def test_effective_robustness_is_the_height_above_the_probit_baseline_fit():
+    from bench.reports.layout import Cell, Column, Row, Table
+    from bench.reports.robustness import effective_robustness, probit, unprobit
+
+    cols = [Column("id/x/top1", "id", "x", "top1"), Column("ood/avg", "avg", "avg", "top1")]
+    on_line = lambda idp: unprobit(0.5 * probit(idp) - 0.2)  # noqa: E731  a line in probit space
+
+    def row(rid, idp, oodp):
+        return Row(rid, rid, "ours", 1, {"id/x/top1": Cell(idp), "ood/avg": Cell(oodp)})
+
+    table = Table("m", "t", "val/top1", "", cols, [row("zeroshot", 60, on_line(60)), row("lp", 70, on_line(70)),
+                                                   row("ft", 80, on_line(80)), row("flyp", 82, on_line(82) + 3.0)])
+    er = effective_robustness(table)
+    assert er["zeroshot"] == pytest.approx(0, abs=1e-9) and er["ft"] == pytest.approx(0, abs=1e-9)
+    assert er["flyp"] == pytest.approx(3.0)
+    table.rows = table.rows[:1] + table.rows[3:]  # one baseline point: no line, no column
+    assert effective_robustness(table) == {}
+
+
+def test_effective_robustness_table_and_probit_plot(paper_env):
+    from bench.reports.api import build_report
+
+    report = build_report(None, "distribution-shift", formats=("md",))
+    assert "| Method | ImageNet | iWildCam | FMoW |" in report.markdown  # the effective-robustness table
+    fig = report.figures[("ViT-B-16 (openai)", "imagenet", "id_ood")]
+    ax = fig.axes[0]
+    assert ax.get_xscale() == "function" and ax.get_yscale() == "function"
+    fit = next(line for line in ax.lines if line.get_label().startswith("Baseline fit (Zeroshot, LP, FT"))
+    assert len(fit.get_xdata()) == 41
+    assert ax.get_title().startswith("distribution-shift: imagenet, ViT-B-16 (openai); selection: ID-validation")
+    assert any(t.get_text() == "α=0.5" for t in ax.texts)
