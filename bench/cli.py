@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--corpus-size", type=int, default=60000)
     pre.add_argument("--batch-size", type=int, default=256)
     pre.add_argument("--lr", type=float, default=1e-3)
+    pre.add_argument("--objective", choices=["clip", "siglip"], default="clip",
+                     help="clip: toy-clip with InfoNCE (the bundled model); siglip: toy-sigmoid with the sigmoid loss")
     pre.add_argument("--out", help="checkpoint path (default: the bundled bench/assets/toy-clip.pt); a .json card is written beside it")
     pre.add_argument("--no-eval", action="store_true", help="skip the zero-shot evaluation for the model card")
     from bench.datasets import cli as data_cli
@@ -53,8 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     from bench import perf_args
 
     perf_args.add_parser(sub)
-    ui = sub.add_parser("ui", help="start the MLflow UI on this project's store (127.0.0.1)")
-    ui.add_argument("--port", type=int, default=5000)
+    ui = sub.add_parser("ui", help="start the MLflow UI on this project's store (127.0.0.1) and print the runs link")
+    ui.add_argument("--port", type=int, default=5000, help="port on 127.0.0.1 (default 5000)")
+    ui.add_argument("--experiment", help="experiment to link to (default: the most recently created)")
+    ui.add_argument("--open", action="store_true", help="open the link in a browser once the server answers")
     return parser
 
 
@@ -94,12 +98,26 @@ def cmd_run(args) -> int:
     print()
     print(markdown)
     print(f"Report (md, LaTeX, CSV, HTML, plots): {out}")
-    print(f"MLflow: experiment '{plan.experiment}' in {tracking_uri()}  (browse with `bench ui`)")
+    print(f"MLflow: experiment '{plan.experiment}' in {tracking_uri()}")
+    print(f"Browse: {study_link(plan.experiment)}")
     if outcome.failed:
         raise BenchError(f"{len(outcome.failed)} job(s) failed ({', '.join(outcome.failed)}); the report above leaves "
                          "them out. Their errors are logged above and tagged bench.error in MLflow; rerun the same "
                          "command to resume them.")
     return 0
+
+
+def study_link(experiment: str) -> str:
+    """Where the experiment's runs are: on the tracking server, or on what `bench ui` serves."""
+    from bench.tracking import client, tracking_uri
+    from bench.ui import runs_link
+
+    uri = tracking_uri()
+    exp = client(uri).get_experiment_by_name(experiment)
+    exp_id = exp.experiment_id if exp else None
+    if uri.startswith(("http://", "https://")):
+        return runs_link(uri.rstrip("/"), exp_id)
+    return f"{runs_link('http://127.0.0.1:5000', exp_id)}  (after `bench ui --experiment {experiment}`)"
 
 
 def print_plan(plan, states=None) -> None:
@@ -144,15 +162,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_ui(args) -> int:
-    import subprocess
+    from bench.ui import serve
 
-    from bench.tracking import artifact_root, tracking_uri
-
-    uri = tracking_uri()
-    print(f"MLflow UI for {uri} on http://127.0.0.1:{args.port}")
-    return subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
-                            "--default-artifact-root", artifact_root().as_uri(), "--host", "127.0.0.1",
-                            "--port", str(args.port)])
+    return serve(args.port, args.experiment, open_browser=args.open)
 
 
 def cmd_report(args) -> int:

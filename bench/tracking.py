@@ -122,6 +122,10 @@ class NullTracker:
     def set_status(self, run_id: str, status: str, tags: dict | None = None) -> None: ...
 
 
+# MLflow 3's UI opens an experiment on its GenAI view unless the experiment says it trains models.
+EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development"}
+
+
 class MlflowTracker:
     """One MLflow run at a time, through MlflowClient (no global active-run state, safe in workers)."""
 
@@ -149,11 +153,11 @@ class MlflowTracker:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
             return exp.experiment_id
-        if self.uri.startswith(("http://", "https://")):
-            return self.client.create_experiment(name)  # a server's own artifact store (--artifacts-destination)
+        if self.uri.startswith(("http://", "https://")):  # a server's own artifact store (--artifacts-destination)
+            return self.client.create_experiment(name, tags=EXPERIMENT_TAGS)
         location = artifact_root() / name
         location.mkdir(parents=True, exist_ok=True)
-        return self.client.create_experiment(name, artifact_location=location.resolve().as_uri())
+        return self.client.create_experiment(name, artifact_location=location.resolve().as_uri(), tags=EXPERIMENT_TAGS)
 
     def find_unfinished(self, run_key: str) -> str | None:
         runs = self.client.search_runs([self.experiment_id], f"tags.`bench.run_key` = '{run_key}'",
