@@ -192,7 +192,9 @@ def _few_shot(model, tables, points, rule_caption) -> PaperTable:
     cols = []
     for data, items in by_data.items():
         for k, t in sorted(items, key=lambda kt: kt[0]):
-            c = next(c for c in t.columns if c.role == "id")
+            c = next((c for c in t.columns if c.role == "id"), None)
+            if c is None:
+                continue
             cols.append(PaperColumn(f"{t.task}|{c.key}", _task_short(data), f"k={k}", c.metric, [(t.task, c.key)]))
     table = PaperTable(model, "few-shot", "", cols, _rows(tables, cols, points, ci=True), spread="ci95")
     table.caption = (f"{model}, few-shot: test {_metrics(cols)} (×100) with k images per class; mean over draws "
