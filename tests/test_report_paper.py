@@ -194,7 +194,7 @@ def test_effective_robustness_is_the_height_above_the_probit_baseline_fit():
     from bench.reports.robustness import effective_robustness, probit, unprobit
 
     cols = [Column("id/x/top1", "id", "x", "top1"), Column("ood/avg", "avg", "avg", "top1")]
-    on_line = lambda idp: unprobit(0.5 * probit(idp) - 0.2)  # noqa: E731  a line in probit space
+    on_line = lambda idp: unprobit(0.5 * probit(idp) - 0.2)  # a line in probit space
 
     def row(rid, idp, oodp):
         return Row(rid, rid, "ours", 1, {"id/x/top1": Cell(idp), "ood/avg": Cell(oodp)})
