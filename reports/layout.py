@@ -23,6 +23,8 @@ class Column:
     def header(self) -> str:
         if self.role == "avg":
             return f"Avg OOD ({metric_name(self.metric)})"
+        if self.role == "er":
+            return "Eff. robustness (points)"
         return f"{'ID' if self.role == 'id' else 'OOD'} {self.set} ({metric_name(self.metric)})"
 
 
@@ -96,10 +98,28 @@ def build_tables(selected, cells: pd.DataFrame, summary: pd.DataFrame, rule, set
             columns = make_columns(sorted(set(here["key"])), set_order.get(task, []))
             val_key = selected.val_keys[task]
             rows = [_our_row(rid, here, summary, model, task, columns) for rid in rows_of_model]
-            _bold(rows, columns)
+            table = Table(model, task, val_key, caption(task, model, columns, val_key, rule), columns, rows)
+            _add_effective_robustness(table)
+            _bold(rows, table.columns)
             rows += _reference_rows(reference or [], task, columns, rows)
-            tables.append(Table(model, task, val_key, caption(task, model, columns, val_key, rule), columns, rows))
+            tables.append(table)
     return tables
+
+
+def _add_effective_robustness(table: Table) -> None:
+    """A last column: Avg OOD above the probit-space fit through Zeroshot, LP and FT (robustness.py);
+    none when the task has no OOD average or too few baselines."""
+    from bench.reports.robustness import effective_robustness
+
+    er = effective_robustness(table)
+    if not er:
+        return
+    table.columns = table.columns + [Column("er", "er", "er", "points")]
+    for row in table.ours:
+        if row.id in er:
+            row.cells["er"] = Cell(mean=er[row.id], n=row.seeds)
+    table.caption += (" Eff. robustness: Avg OOD minus the linear fit in probit space through Zeroshot, LP and FT "
+                      "at the row's ID score, on the means.")
 
 
 def _our_row(rid: str, here: pd.DataFrame, summary: pd.DataFrame, model: str, task: str, columns) -> Row:

@@ -106,9 +106,9 @@ def match_entry(entry: RefEntry, columns) -> str:
     """The column key a reference entry belongs to in its task's table, or a clear error."""
     if entry.is_avg:
         return "ood/avg"
-    sets = [c for c in columns if c.set == entry.dataset]
+    sets = [c for c in columns if c.set == entry.dataset and c.role in ("id", "ood")]
     if not sets:
-        names = ", ".join([c.set for c in columns if c.role != "avg"] + ["avg"])
+        names = ", ".join([c.set for c in columns if c.role in ("id", "ood")] + ["avg"])
         raise BenchError(f"Reference line {entry.line}: task '{entry.task}' has no evaluation set '{entry.dataset}' "
                          f"(its sets: {names}).")
     for c in sets:
