@@ -109,7 +109,7 @@ def latex_table(table: Table) -> str:
     spec = "lr" + "r" * len(table.columns) + "l"
     label = "tab:" + re.sub(r"[^a-z0-9]+", "-", f"{table.model}-{table.task}".lower()).strip("-")
     lines = [r"\begin{table}[htbp]", r"\centering", r"\small", rf"\caption{{{tex(table.caption)}}}",
-             rf"\label{{{label}}}", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+             rf"\label{{{label}}}", r"\resizebox{\columnwidth}{!}{%", rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(tex(h) for h in header(table)) + r" \\", r"\midrule"]
     previous = None
     for row, cells in zip(table.rows, body(table, lambda t: f"\x00{t}\x01")):
@@ -119,12 +119,12 @@ def latex_table(table: Table) -> str:
         previous = group
         texts = [tex(c).replace("\x00", r"\textbf{").replace("\x01", "}") for c in cells]
         lines.append(" & ".join(texts) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}}", r"\end{table}"]  # scaled to the text column
     return "\n".join(lines)
 
 
 def to_latex(tables: list[Table], intro: list[str]) -> str:
-    head = [f"% {tex(line)}" for line in intro] + [r"% Needs \usepackage{booktabs} in the preamble.", ""]
+    head = [f"% {tex(line)}" for line in intro] + [r"% Needs \usepackage{booktabs} and \usepackage{graphicx} (for \resizebox) in the preamble.", ""]
     return "\n".join(head) + "\n\n".join(latex_table(t) for t in tables) + "\n"
 
 
