@@ -50,6 +50,7 @@ RANGES = {
     "grad_clip": (_non_negative, ">= 0 (0 disables clipping)"),
     "label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
     "l2sp_weight": (_non_negative, ">= 0"),
+    "backbone_wd": (_non_negative, ">= 0 (L2-SP: 0 leaves the penalty as the backbone's only regulariser)"),
     "logit_scale_max": (lambda v: v == 0 or v > 1, "0 (no clamp) or > 1 (e.g. 100)"),
     "lp_c_grid": (_c_grid, "a non-empty list of positive finite numbers (e.g. [0.1, 1, 10])"),
 }

@@ -55,6 +55,10 @@ class Method:
     def trainable_parameters(self) -> Iterable[nn.Parameter]:
         return []
 
+    def optimizer_groups(self, weight_decay: float) -> list[dict] | None:
+        """AdamW parameter groups with their own decay (L2-SP); None: one group at the run's `wd`."""
+        return None
+
     def tags(self) -> dict:
         """Facts the method decided at setup, recorded as MLflow tags (e.g. FLYP's objective)."""
         return {}

@@ -15,7 +15,7 @@ from bench.methods.flyp import FLYP
 class FLYPCE(FLYP):
     name = "flyp-ce"
     label = "FLYP-CE"
-    hparams = {"grad_clip": 0.0, "logit_scale_max": 100.0}
+    hparams = {"grad_clip": 0.0, "logit_scale_max": 0.0}  # unclamped, as released and as FLYP
 
     def training_step(self, images, labels) -> dict:
         tokens = self.device_tokens(images.device)

@@ -4,7 +4,7 @@ weights; ordinary weight decay applies only to the new parameters (the linear he
 The penalty replaces weight decay on the backbone: decaying it towards zero as well would pull it away
 from the very point L2-SP anchors it to. The engine builds one AdamW over `trainable_parameters()` with
 the run's `wd`; a method that defines `optimizer_groups(weight_decay)` asks for per-group decay instead
-(the backbone at `backbone_weight_decay`, 0 here; the head at the run's `wd`).
+(the backbone at `backbone_wd`, 0 by default; the head at the run's `wd`).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from bench.methods.ft import FineTune
 class L2SP(FineTune):
     name = "l2sp"
     label = "L2-SP"
-    hparams = {**FineTune.hparams, "l2sp_weight": 0.01}
-    backbone_weight_decay = 0.0     # the L2-SP penalty is the backbone's only regulariser
+    # backbone_wd: decay of the pretrained image tower; 0 leaves the penalty as its only regulariser.
+    hparams = {**FineTune.hparams, "l2sp_weight": 0.01, "backbone_wd": 0.0}
 
     def setup(self, ctx: MethodContext) -> None:
         super().setup(ctx)
@@ -36,5 +36,5 @@ class L2SP(FineTune):
         """AdamW parameter groups covering exactly `trainable_parameters()`: the pretrained backbone without
         decay, the new head with the run's decay."""
         return [{"params": [p for p in image_tower_parameters(self.model) if p.requires_grad],
-                 "weight_decay": self.backbone_weight_decay},
+                 "weight_decay": self.ctx.hparams.get("backbone_wd", 0.0)},
                 {"params": [p for p in self.head.parameters() if p.requires_grad], "weight_decay": weight_decay}]
