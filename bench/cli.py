@@ -8,8 +8,36 @@ import sys
 from bench.errors import BenchError
 
 
+class _HelpWithKeys(argparse.Action):
+    """-h/--help that also lists the --set keys with their defaults (reading them imports torch, so only here)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from bench.config import COMMON_HPARAMS
+        from bench.fit import WARMUP_FRACTION
+        from bench.methods import METHODS
+
+        def show(v):
+            return "[" + ", ".join(f"{x:g}" for x in v) + "]" if isinstance(v, list) else repr(v)
+
+        fitted = {"batch_size": "where unset: a quarter of the training images, at most 256",
+                  "warmup": f"where unset: {WARMUP_FRACTION:.0%} of all steps"}
+        lines = ["--set keys and defaults (a suite, --config or --set changes them; scope one method as METHOD.key):"]
+        lines += [f"  {k:<22} {fitted.get(k, show(v))}" for k, v in COMMON_HPARAMS.items()]
+        for name in METHODS.names():
+            own = getattr(METHODS.get(name), "hparams", {})
+            lines += [f"  {name + '.' + k:<22} {show(v)}" for k, v in own.items()]
+        parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.epilog = "\n".join(lines)
+        parser.print_help()
+        parser.exit()
+
+
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="train and evaluate methods on a suite's tasks (default: the toy suite)")
+    p = sub.add_parser("run", help="train and evaluate methods on a suite's tasks (default: the toy suite)", add_help=False)
+    p.add_argument("-h", "--help", action=_HelpWithKeys, help="show this help, with the --set keys and their defaults")
     p.add_argument("--suite", help="suite name (see `bench list suites`); default: toy")
     p.add_argument("--folder", help="run on your own ImageFolder tree: DIR/{train,val,test,<ood splits>}/<class>/*")
     p.add_argument("--tasks", help="comma-separated task names of the suite (default: all)")
@@ -155,10 +183,26 @@ def cmd_list(args) -> int:
             suite = load_suite(name)
             print(f"{name:<20} tasks: {', '.join(suite['tasks'])}")
     else:
-        from bench.models import model_names
-
-        print("\n".join(model_names()))
+        print_models()
     return 0
+
+
+def print_models() -> None:
+    """ARCH  PRETRAINED pairs, as --model and --pretrained take them; then the architectures with no weights."""
+    import open_clip
+
+    from bench.models import DEFAULT_CHECKPOINTS, model_names
+
+    archs = model_names()
+    pairs = [(a, "default") for a, path in DEFAULT_CHECKPOINTS.items() if path.exists()]
+    pairs += [(a, t) for a, t in open_clip.list_pretrained() if a in archs]
+    width = max(len(a) for a, _ in pairs) + 2
+    print(f"{'--model':<{width}}--pretrained")
+    for arch, tag in pairs:
+        note = "  (bundled with bench)" if tag == "default" else ""
+        print(f"{arch:<{width}}{tag}{note}")
+    bare = sorted(set(archs) - {a for a, _ in pairs})
+    print(f"\nNo published weights (train from --pretrained none, or give a checkpoint file): {', '.join(bare)}")
 
 
 def cmd_ui(args) -> int:

@@ -95,12 +95,14 @@ def job_params(job: Job, task: Task, prep: Prepared | None = None) -> dict:
 
 def job_tags(job: Job, device) -> dict:
     from bench import __version__
+    from bench.describe import describe
 
     tags = {"bench.run_key": job.run_key, "bench.method": job.method, "bench.task": job.task,
             "bench.seed": job.seed, "bench.model": job.model["arch"], "bench.suite": job.suite,
             "bench.kind": "job", "bench.git_sha": git_sha(), "bench.version": __version__}
     tags.update({f"bench.{k}": v for k, v in job.extra.items()})
     tags.update(environment_tags(device))
+    tags["mlflow.note.content"] = describe(job)
     tags.update(job.tags)  # e.g. mlflow.parentRunId and bench.sweep_key from a sweep executor
     return tags
 
@@ -173,7 +175,8 @@ class TrainBody:
             epoch_seed = derive_seed(job.seed, "epoch", epoch)
             seed_everything(epoch_seed)
             generator.manual_seed(epoch_seed)
-            train_stats = _train_epoch(prep, loader, optimizer, params, self.prec, scaler, epoch, epochs, total_steps)
+            train_stats = _train_epoch(prep, loader, optimizer, params, self.prec, scaler, epoch, epochs, total_steps,
+                                       on_log=jc.log_metrics)
             method.train(False)
             t0 = time.time()
             metrics = {**evaluator(method.classifier()), **train_stats}
@@ -214,9 +217,11 @@ def _evaluate_untrained(prep: Prepared, evaluator, selection, jc: JobContext, st
 
 
 LOG_EVERY = 50  # steps between host reads of the device-side loss sums (progress bar, divergence check)
+DEFAULT_LOG_EVERY_STEPS = 10  # steps between per-step MLflow points (step/loss, step/lr, step/temperature)
 
 
-def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch, epochs, total_steps) -> dict:
+def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch, epochs, total_steps,
+                 on_log=None) -> dict:
     from tqdm import tqdm
 
     prep.method.train(True)
@@ -224,7 +229,8 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch,
                disable=None, dynamic_ncols=True)
     t0 = time.time()
     stats = run_steps(prep.method, bar, optimizer, params, prep.job.hparams, prec, scaler, prep.device,
-                      first_step=epoch * len(loader), total_steps=total_steps, bar=bar, epoch=epoch)
+                      first_step=epoch * len(loader), total_steps=total_steps, bar=bar, epoch=epoch,
+                      on_log=on_log, log_every=prep.job.runtime.get("log_every", DEFAULT_LOG_EVERY_STEPS))
     elapsed = time.time() - t0
     seen = stats["seen"]
     return {"train/loss": stats["loss"], "lr": stats["lr"], "time/train_s": elapsed,
@@ -232,12 +238,15 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch,
 
 
 def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device, first_step: int, total_steps: int,
-              bar=None, epoch: int = 0) -> dict:
+              bar=None, epoch: int = 0, on_log=None, log_every: int = DEFAULT_LOG_EVERY_STEPS) -> dict:
     """The engine's inner loop (also timed by `bench perf`): per-step schedule, the method's step under
     autocast, a sync-free optimizer step (bench/precision.py), and the loss summed on the device; the host
     reads the sums every LOG_EVERY steps and at the end, where a non-finite loss stops the job. On CPU the
-    check runs every step: there a read costs nothing and the bad step is never applied."""
+    check runs every step: there a read costs nothing and the bad step is never applied.
+    With `on_log(metrics, step)`, every `log_every`-th global step logs the mean loss since the last point, the
+    learning rate and (where it trains) the temperature: the only other host reads of device values."""
     on_cpu = torch.device(device).type == "cpu"
+    window = _StepWindow(method, device) if on_log is not None else None
     loss_sum = torch.zeros((), device=device)
     bad = torch.zeros((), dtype=torch.bool, device=device)
     skipped = torch.zeros((), dtype=torch.long, device=device)
@@ -261,12 +270,37 @@ def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device
         bad |= ~finite
         skipped += result.skipped if isinstance(result.skipped, torch.Tensor) else int(result.skipped)
         seen += len(labels)
+        if window is not None:
+            window.add(loss, len(labels))
+            if (first_step + i + 1) % log_every == 0:
+                on_log(window.read(lr), step=first_step + i + 1)
         if (i + 1) % LOG_EVERY == 0:
             _check_finite(~bad, loss_sum, seen, epoch, i, lr)
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}")
     _check_finite(~bad, loss_sum, seen, epoch, i, lr)
     return {"loss": loss_sum.item() / max(seen, 1), "seen": seen, "lr": lr, "skipped": int(skipped.item())}
+
+
+class _StepWindow:
+    """Loss summed on the device since the last per-step point; read (one sync) only when a point is logged."""
+
+    def __init__(self, method, device):
+        self.sum, self.count = torch.zeros((), device=device), 0
+        scale = getattr(getattr(method, "model", None), "logit_scale", None)
+        self.scale = scale if isinstance(scale, torch.nn.Parameter) and scale.requires_grad else None
+
+    def add(self, loss: torch.Tensor, n: int) -> None:
+        self.sum += loss.detach() * n
+        self.count += n
+
+    def read(self, lr: float) -> dict:
+        point = {"step/loss": self.sum.item() / max(self.count, 1), "step/lr": lr}
+        if self.scale is not None:  # CLIP's logit scale is log(1 / temperature)
+            point["step/temperature"] = float(1.0 / self.scale.detach().exp())
+        self.sum.zero_()
+        self.count = 0
+        return point
 
 
 def _check_finite(finite: torch.Tensor, loss_sum, seen, epoch: int, step: int, lr: float) -> None:

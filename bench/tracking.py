@@ -181,7 +181,22 @@ class MlflowTracker:
                                          run_name=str(tags.get("mlflow.runName", job.display_name)))
             self.run_id = run.info.run_id
             self.client.log_batch(self.run_id, params=[Param(k, _param(v)) for k, v in params.items()])
+            self._log_dataset(params)
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def _log_dataset(self, params: dict) -> None:
+        """The task's data as an MLflow dataset input (the runs table's Dataset column), keyed by its fingerprint."""
+        import json
+
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        fingerprint = params.get("data.fingerprint")
+        if not fingerprint:
+            return
+        details = {k[len("data."):]: v for k, v in params.items() if k.startswith("data.") and k != "data.fingerprint"}
+        dataset = Dataset(name=str(params.get("task", "data")), digest=str(fingerprint)[:36], source_type="bench",
+                          source=json.dumps(details, sort_keys=True, default=str))
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "train")])])
 
     def _alive(self, run_id: str) -> bool:
         """A run to resume must still exist in this store (it may have been deleted or the store replaced)."""
@@ -274,6 +289,35 @@ class MlflowTracker:
         for rid in changed:
             self.set_status(rid, status, tags)
         return changed
+
+    def record_best(self, parent_run_id: str, metric: str, mode: str) -> dict | None:
+        """Put the best finished trial (its `sel/` metrics averaged over seeds) on the sweep's parent run: the
+        same metric names, so the parent's row lines up with its trials; its hyperparameters as `best.hp.*`
+        tags (tags, unlike params, may change when a rerun finds a better trial). Returns what was recorded."""
+        import time
+
+        from mlflow.entities import Metric, RunTag
+
+        by_point: dict[str, list] = {}
+        for run in self.children(parent_run_id):
+            if run.info.status == "FINISHED" and f"sel/{metric}" in run.data.metrics:
+                by_point.setdefault(run.data.tags.get("bench.hparam_idx", run.info.run_id), []).append(run)
+        if not by_point:
+            return None
+
+        def score(runs):
+            return sum(r.data.metrics[f"sel/{metric}"] for r in runs) / len(runs)
+
+        idx, runs = (max if mode == "max" else min)(by_point.items(), key=lambda item: score(item[1]))
+        keys = set.intersection(*(set(k for k in r.data.metrics if k.startswith("sel/")) for r in runs))
+        best = {k: sum(r.data.metrics[k] for r in runs) / len(runs) for k in sorted(keys)}
+        now = int(time.time() * 1000)
+        tags = {"bench.best_hparam_idx": idx, "bench.best_run_ids": ",".join(r.info.run_id for r in runs),
+                "bench.best_seeds": len(runs)}
+        tags.update({f"best.{k}": v for k, v in runs[0].data.params.items() if k.startswith("hp.")})
+        self.client.log_batch(parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in best.items()],
+                              tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        return {"metrics": best, "tags": tags}
 
     def children(self, parent_run_id: str) -> list:
         return _search_all(self.client, self.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")

@@ -80,8 +80,14 @@ class AlphaBody:
 
     def prepare(self) -> tuple[dict, dict]:
         self.shared.load()
-        prep = self.shared.prep
-        return job_params(self.job, prep.task, prep), job_tags(self.job, prep.device)
+        prep, base = self.shared.prep, self.shared.base
+        tags = job_tags(self.job, prep.device)
+        # Nested under the base run in MLflow's table, alpha first so a cut name still says which one.
+        tags["mlflow.runName"] = f"a={self.job.extra['alpha']:.1f} {base.task}-{base.method}-s{base.seed}"
+        done = JobLifecycle(base).load_done()
+        if isinstance(done, dict) and done.get("run_id"):
+            tags["mlflow.parentRunId"] = done["run_id"]
+        return job_params(self.job, prep.task, prep), tags
 
     def execute(self, jc: JobContext) -> Result:
         sh, alpha = self.shared, self.job.extra["alpha"]

@@ -13,11 +13,11 @@ import sys
 from bench.errors import BenchError
 
 
-def add_selection_args(p, tasks_flag: str = "--tasks") -> None:
-    """The job-selection options shared with `bench run`."""
+def add_selection_args(p) -> None:
+    """The job-selection options shared with `bench run` (singular flags are accepted as aliases)."""
     p.add_argument("--suite", help="suite name (see `bench list suites`); default: toy")
     p.add_argument("--folder", help="your own ImageFolder tree: DIR/{train,val,test,<ood splits>}/<class>/*")
-    p.add_argument(tasks_flag, dest="tasks", help="comma-separated task names of the suite (default: all)")
+    p.add_argument("--tasks", "--task", dest="tasks", help="comma-separated task names of the suite (default: all)")
     p.add_argument("--model", help="open_clip architecture (see `bench list models`)")
     p.add_argument("--pretrained", help="open_clip pretrained tag, or a local checkpoint file (none: random init)")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2 (default: the suite's)")
@@ -44,14 +44,17 @@ def add_executor_args(p) -> None:
     p.add_argument("--precision", default="auto", help="auto (bf16 on capable GPUs, fp16 + loss scaling on others, "
                                                        "fp32 on CPU), bf16, fp16 or fp32")
     p.add_argument("--compile", action="store_true", help="torch.compile the image and text towers (GPU runs)")
+    p.add_argument("--log-every", type=int, default=10, metavar="N",
+                   help="log training loss, learning rate and temperature to MLflow every N steps (default 10)")
 
 
 def add_parsers(sub) -> None:
     s = sub.add_parser("sweep", help="sweep hyperparameters of one method (locally or on Ray Tune); reruns resume",
                        description="Enumerate the points of a sweep space (the suite's setting first), run the pending "
                                    "and incomplete jobs, and record one MLflow parent run with a child per trial.")
-    s.add_argument("--method", required=True, help="the method to sweep, e.g. flyp")
-    add_selection_args(s, "--task")
+    s.add_argument("--methods", "--method", dest="method", required=True,
+                   help="the one method to sweep, e.g. flyp (--method is an alias)")
+    add_selection_args(s)
     s.add_argument("--space", help="sweep space: a YAML file or a bundled name (default: sweeps/spaces/<method>.yaml, "
                                    "else default.yaml); see sweeps/README.md")
     s.add_argument("--num-samples", type=int, help="random draws (per grid point) after the default point "
@@ -68,7 +71,7 @@ def add_parsers(sub) -> None:
 
     st = sub.add_parser("status", help="job states (pending, incomplete, stopped, done) of a suite's run and sweeps")
     add_selection_args(st)
-    st.add_argument("--methods", help="comma-separated methods (default: the suite's)")
+    st.add_argument("--methods", "--method", dest="methods", help="comma-separated methods (default: the suite's)")
     st.add_argument("--jobs", action="store_true", help="list every job, not only the counts")
 
     c = sub.add_parser("clean", help="delete unfinished jobs: their directories and MLflow runs (asks first)")
@@ -88,7 +91,9 @@ def runtime_from(args, resources: dict | None = None) -> dict:
     else:
         workers = default_workers()
     runtime = {"device": args.device, "eval_batch_size": args.eval_batch_size, "workers": workers,
-               "precision": args.precision, "compile": bool(args.compile)}
+               "precision": args.precision, "compile": bool(args.compile), "log_every": args.log_every}
+    if args.log_every < 1:
+        raise BenchError(f"--log-every must be an integer >= 1 (steps between MLflow points), got {args.log_every}.")
     # Under Ray the jobs run on the cluster's nodes: check the device name here, its existence there.
     return check_runtime(runtime, local=getattr(args, "executor", "local") != "ray")
 
@@ -145,11 +150,24 @@ def cmd_sweep(args) -> int:
         outcome = launch(sw.jobs, opts, sweep=sw)
         failed += len(outcome.failed)
         print(_result_table(sw, outcome))
+        if outcome.parent_run_id:
+            _record_best(sw, outcome.parent_run_id)
     if failed:
         print(f"bench: {failed} trial(s) failed (MLflow: FAILED); rerun the same command to resume them from their "
               "last checkpoint, or `bench clean --incomplete` to drop them.", file=sys.stderr)
         return 1
     return 0
+
+
+def _record_best(sw, parent_run_id: str) -> None:
+    """The best trial's metrics and hyperparameters on the parent run, where MLflow's table shows them."""
+    from bench.tracking import MlflowTracker
+
+    best = MlflowTracker(sw.experiment).record_best(parent_run_id, sw.metric, sw.mode)
+    if best:
+        hp = ", ".join(f"{k[len('best.hp.'):]}={v}" for k, v in best["tags"].items() if k.startswith("best.hp."))
+        print(f"best point h{best['tags']['bench.best_hparam_idx']} (sel/{sw.metric}="
+              f"{best['metrics'][f'sel/{sw.metric}']:.4f}): {hp}; recorded on parent run {parent_run_id}")
 
 
 def _result_table(sw, outcome) -> str:

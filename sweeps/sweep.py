@@ -33,6 +33,7 @@ class Sweep:
     metric: str                   # what ASHA and `best` compare: the task's validation metric (or val/loss)
     mode: str                     # max | min
     resources: dict = field(default_factory=dict)   # the suite's per-trial resources, if any
+    num_samples: int | None = None                   # random draws actually made (--num-samples or the space's)
 
     @property
     def name(self) -> str:
@@ -54,7 +55,7 @@ class Sweep:
 
     def parent_params(self) -> dict:
         params = {"sweep.points": len(self.points), "sweep.jobs": len(self.jobs), "sweep.space_seed": self.space_seed,
-                  "sweep.num_samples": self.space["num_samples"], "sweep.space": self.space_source,
+                  "sweep.num_samples": self.space["num_samples"] if self.num_samples is None else self.num_samples, "sweep.space": self.space_source,
                   "sweep.seeds": ",".join(str(s) for s in sorted({j.seed for j in self.jobs})),
                   "task": self.task, "method": self.method}
         params.update({f"space.{k}": json.dumps(v) for k, v in self.space["hparams"].items()})
@@ -97,7 +98,7 @@ def build_sweep(method: str, task: str | None = None, suite: str | None = None, 
     from .space import load_space
 
     if not method or "," in method:
-        raise BenchError(f"bench sweep takes one --method (got {method!r}); run one sweep per method.")
+        raise BenchError(f"bench sweep takes one method in --methods (got {method!r}); run one sweep per method.")
     METHODS.check(method)
     cls = METHODS.get(method)
     if METHODS.meta(method).get("derived") or not getattr(cls, "trains", True):
@@ -123,7 +124,8 @@ def build_sweep(method: str, task: str | None = None, suite: str | None = None, 
         val = templates[0].task_spec["val"]["metric"]
         metric, mode = ("val/loss", "min") if base.get("selection") == "min_val_loss" else (f"val/{val}", "max")
         sweeps.append(Sweep(key, plan.suite, plan.experiment, t, method, sp.describe(), sp.source, space_seed, points,
-                            jobs, idx, metric, mode, dict(suite_spec.get("resources") or {})))
+                            jobs, idx, metric, mode, dict(suite_spec.get("resources") or {}),
+                            sp.num_samples if num_samples is None else num_samples))
     return sweeps
 
 

@@ -31,9 +31,12 @@ def test_default_schedule_fits_64_images_and_ft_changes_the_model(bench_home, fo
     peak = max(cosine_lr(s, ft.hparams["lr"], ft.hparams["warmup"], schedule.total_steps) for s in range(40))
     assert peak == pytest.approx(ft.hparams["lr"])
     for job in plan.jobs:
-        job.runtime.update(workers=0, device="cpu")
+        job.runtime.update(workers=0, device="cpu", log_every=2)
     tracker = MlflowTracker(plan.experiment)
     zs_summary, ft_summary = train_one(zs, tracker), train_one(ft, tracker)
+    logged = [m.value for m in tracker.client.get_metric_history(tracker.run_id, "step/lr")]
+    # The point at step 2 is the lr of the second step, the end of the 2-step warmup: the peak, as trained.
+    assert len(logged) == 20 and logged[0] == pytest.approx(ft.hparams["lr"])
     # Cross-entropy on validation is a function of every predicted probability: equal values would mean FT did nothing.
     assert ft_summary["sel/val/loss"] != pytest.approx(zs_summary["sel/val/loss"], rel=1e-4)
 
