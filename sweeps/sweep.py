@@ -107,6 +107,8 @@ def build_sweep(method: str, task: str | None = None, suite: str | None = None, 
                          f"(methods that train: {', '.join(trainers)}).")
     plan = build_plan(suite=suite, folder=folder, tasks=task, methods=method, model=model, pretrained=pretrained,
                       seeds=seeds, sets=sets, config=config, experiment=experiment, runtime=runtime)
+    for warning in plan.warnings:  # the default point's schedule, before any trial starts
+        print(f"warning: {warning}")
     defaults = method_defaults(cls)
     suite_spec = _suite_spec(plan.suite, folder)
     sweeps = []
