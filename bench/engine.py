@@ -153,7 +153,8 @@ class TrainBody:
         loader = make_loader(train_set, hp["batch_size"], runtime.get("workers", 0), shuffle=True, generator=generator,
                              device=device, persistent_workers=False)
         params = [p for p in method.trainable_parameters() if p.requires_grad]
-        optimizer = make_adamw(params, lr=hp["lr"], weight_decay=hp["wd"], device=device)
+        groups = method.optimizer_groups(hp["wd"]) or params  # per-group decay (L2-SP spares the backbone)
+        optimizer = make_adamw(groups, lr=hp["lr"], weight_decay=hp["wd"], device=device)
         scaler = self.prec.make_scaler()
         total_steps = epochs * len(loader)
         history: list[dict] = []

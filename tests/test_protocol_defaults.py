@@ -68,3 +68,25 @@ def test_l2sp_decays_only_the_new_head(bench_home, folder_root):
     make_adamw(groups, lr=0.1, weight_decay=ctx.hparams["wd"]).step()
     assert all(torch.equal(a, b) for a, b in zip(before_visual, model.visual.parameters()))
     torch.testing.assert_close(head.weight.detach(), before_head * (1 - 0.1 * 0.5))
+
+
+def test_the_engine_builds_l2sps_groups_backbone_undecayed(bench_home, folder_root, monkeypatch):
+    """The engine asks the method for its AdamW groups: with wd=0.5 and no gradient, an L2-SP step leaves
+    the backbone where it was and decays only the head."""
+    import torch
+
+    import bench.engine as engine
+    from conftest import make_job
+
+    captured = {}
+    original = engine.make_adamw
+
+    def spy(groups, **kw):
+        captured["groups"] = groups
+        return original(groups, **kw)
+
+    monkeypatch.setattr(engine, "make_adamw", spy)
+    engine.train_one(make_job(folder_root, "l2sp", epochs=1, wd=0.5))
+    decays = sorted(g["weight_decay"] for g in captured["groups"])
+    assert decays == [0.0, 0.5] and all(isinstance(g, dict) for g in captured["groups"])
+    assert torch.is_tensor(captured["groups"][0]["params"][0])
