@@ -33,7 +33,8 @@ class FLYP(Method):
         self.objective = resolve_objective(ctx.hparams.get("loss", "auto"), self.model)
 
     def tags(self) -> dict:
-        return {"bench.objective": self.objective}
+        matched = self.objective == pretraining_objective(self.model)
+        return {"bench.objective": self.objective, "bench.objective_matched": matched}
 
     def trainable_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]

@@ -25,7 +25,16 @@ def _methods():
     return METHODS
 
 
+# A FLYP run that continued an objective other than the model's own (the matched-vs-mismatched ablation)
+# gets a row of its own, right after the method's, instead of competing with it in hparam selection.
+MISMATCHED = "@other-objective"
+OBJECTIVE_NAMES = {"clip": "InfoNCE", "siglip": "sigmoid"}
+
+
 def method_label(method: str) -> str:
+    if method.endswith(MISMATCHED):
+        base, _, objective = method[: -len(MISMATCHED)].partition(":")
+        return f"{method_label(base)} ({OBJECTIVE_NAMES.get(objective, objective)} loss, mismatched)"
     methods = _methods()
     return methods.meta(method).get("label", method) if method in methods else method
 
@@ -49,8 +58,10 @@ def row_order(row: str) -> tuple:
     methods outside the registry follow, alphabetically."""
     names = _methods().names()
     method, wise = split_row(row)
-    known = method in names
-    return (wise, not known, names.index(method) if known else 0, method)
+    ablation = method.endswith(MISMATCHED)
+    base = method[: -len(MISMATCHED)].partition(":")[0] if ablation else method
+    known = base in names
+    return (wise, not known, names.index(base) if known else 0, ablation, method)
 
 
 def model_label(arch: str, pretrained: str | None) -> str:

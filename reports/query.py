@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.reports.labels import model_label
+from bench.reports.labels import MISMATCHED, model_label
 
 EVAL_PREFIXES = ("val/", "id/", "ood/")
 ID_COLUMNS = ["run_id", "run_key", "model", "arch", "pretrained", "task", "method", "seed", "kind",
@@ -124,6 +124,8 @@ def _row(run) -> dict:
         "hparams": ", ".join(f"{k}={v}" for k, v in hp), "end_time": run.info.end_time or 0,
         "artifact_uri": run.info.artifact_uri,
     }
+    if tags.get("bench.objective_matched") == "False":
+        row["method"] = f"{row['method']}:{tags.get('bench.objective', '?')}{MISMATCHED}"
     if row["method"] == "wiseft":
         row["kind"] = "wiseft"
     row.update({k: v for k, v in metrics.items() if k.startswith("sel/")})
@@ -134,6 +136,10 @@ def _dedupe(frame: pd.DataFrame) -> pd.DataFrame:
     """A job finished twice (its done marker deleted, then rerun) has two runs with one run_key: keep the
     newest, so each job counts once."""
     frame = frame.sort_values(["run_key", "end_time", "run_id"]).drop_duplicates("run_key", keep="last")
+    # WiSE-FT runs follow their base's row (a mismatched-objective FLYP base has a row of its own).
+    bases = dict(zip(frame["run_key"], frame["method"]))
+    wise = frame["kind"] == "wiseft"
+    frame.loc[wise, "base_method"] = frame.loc[wise, "base_run_key"].map(bases).fillna(frame.loc[wise, "base_method"])
     return frame.sort_values(["model", "task", "method", "seed", "run_key"]).reset_index(drop=True)
 
 

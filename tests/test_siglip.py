@@ -109,3 +109,15 @@ def test_flyp_on_a_siglip_model_trains_its_bias_and_wiseft_endpoints_are_exact(b
     from bench.tracking import tracking_uri
 
     assert MlflowClient(tracking_uri()).get_run(ft["run_id"]).data.tags["bench.objective"] == "siglip"
+
+
+def test_the_report_labels_the_mismatched_objective_as_its_own_row(bench_home, folder_root, tmp_path):
+    from bench.reports.api import write_report
+
+    train_one(sigmoid_job(folder_root, "zeroshot"), MlflowTracker("tests"))
+    train_one(sigmoid_job(folder_root, "flyp", epochs=1), MlflowTracker("tests"))
+    train_one(sigmoid_job(folder_root, "flyp", epochs=1, loss="clip"), MlflowTracker("tests"))
+    markdown = write_report("tests", None, tmp_path / "report")
+    rows = [line.split("|")[1].strip() for line in markdown.splitlines() if line.startswith("| ")]
+    assert "FLYP" in rows and "FLYP (InfoNCE loss, mismatched)" in rows
+    assert rows.index("FLYP (InfoNCE loss, mismatched)") == rows.index("FLYP") + 1
