@@ -19,6 +19,7 @@ from bench.errors import BenchError
 from bench.evaluate import Evaluator, FeatureCache, make_loader
 from bench.heads import tokenize_prompts
 from bench.jobs import Job, weights_identity
+from bench.losses import pretraining_objective
 from bench.lifecycle import JobContext, JobLifecycle, Result
 from bench.metrics import get_metric
 from bench.precision import Precision, compile_towers, enable_tf32, make_adamw, optimizer_step, resolve_precision
@@ -138,7 +139,8 @@ class TrainBody:
         jc.set_tags(method.tags())  # what the method decided at setup (FLYP's objective)
         runtime = job.runtime
         evaluator = Evaluator(prep.task.sets, prep.loaded.eval_transform, runtime.get("eval_batch_size", 256),
-                              runtime.get("workers", 0), device, context=self.prec.inference)
+                              runtime.get("workers", 0), device, context=self.prec.inference,
+                              objective=pretraining_objective(prep.loaded.model))
         val_key = prep.task.val.key
         selection = Selection(hp.get("selection", "best"), val_key)
         if not method.trains:

@@ -53,12 +53,23 @@ def predict_many(fns, loader, device, context=torch.no_grad):
     return [torch.cat(o) for o in outs], torch.cat(labels), (torch.cat(metas) if metas else None)
 
 
+def validation_loss(logits: torch.Tensor, labels: torch.Tensor, objective: str = "clip") -> float:
+    """The model's own loss on class scores: softmax cross-entropy for CLIP models; for SigLIP models, whose
+    class scores are independent sigmoid logits, the one-vs-rest binary cross-entropy summed over classes."""
+    if objective == "siglip":
+        target = torch.nn.functional.one_hot(labels, logits.shape[1]).to(logits.dtype)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum").item() / len(labels)
+    return torch.nn.functional.cross_entropy(logits, labels).item()
+
+
 class Evaluator:
     """Evaluates a classifier on every set of a task; datasets and loaders are built once (with workers,
     they stay alive across epochs)."""
 
-    def __init__(self, sets: list[EvalSet], transform, batch_size: int, workers: int, device, context=torch.no_grad):
+    def __init__(self, sets: list[EvalSet], transform, batch_size: int, workers: int, device, context=torch.no_grad,
+                 objective: str = "clip"):
         self.sets, self.device, self.context = sets, device, context
+        self.objective = objective  # how the model scores classes: val/loss follows it
         self.loaders = [make_loader(s.source.split(s.split, transform), batch_size, workers, device=device)
                         for s in sets]
 
@@ -93,7 +104,7 @@ class Evaluator:
                 value = official[s.metric] if s.metric in official else get_metric(s.metric)(logits, labels)
                 metrics[s.key] = value
                 if s.role == "val":
-                    metrics["val/loss"] = torch.nn.functional.cross_entropy(logits, labels).item()
+                    metrics["val/loss"] = validation_loss(logits, labels, self.objective)
                 if s.role == "ood":
                     ood_values.append(value)
         for metrics, ood_values in zip(results, ood):

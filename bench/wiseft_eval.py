@@ -15,6 +15,7 @@ from bench.engine import TrainBody, job_params, job_tags, prepare
 from bench.evaluate import Evaluator
 from bench.jobs import Job
 from bench.lifecycle import JobContext, JobLifecycle, Result
+from bench.losses import pretraining_objective
 from bench.methods.wiseft import interpolate
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,8 @@ class _Shared:
         self.ft_model, self.ft_head = selected["state_dict"], selected["bench_head"]
         rt = self.base.runtime
         self.evaluator = Evaluator(self.prep.task.sets, self.prep.loaded.eval_transform, rt.get("eval_batch_size", 256),
-                                   rt.get("workers", 0), self.prep.device, context=self.prep.precision.inference)
+                                   rt.get("workers", 0), self.prep.device, context=self.prep.precision.inference,
+                                   objective=pretraining_objective(self.prep.loaded.model))
         self.computed: dict[float, dict] = {}
         if 0.0 in self.pending:  # the zero-shot endpoint, from cached features, before any interpolation
             self.computed[0.0] = self.evaluator.evaluate_features(self.method.head, self.prep.features.features)

@@ -2,6 +2,8 @@
 computation (value and every gradient), heads score as the model does, WiSE-FT endpoints stay exact."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -121,3 +123,17 @@ def test_the_report_labels_the_mismatched_objective_as_its_own_row(bench_home, f
     rows = [line.split("|")[1].strip() for line in markdown.splitlines() if line.startswith("| ")]
     assert "FLYP" in rows and "FLYP (InfoNCE loss, mismatched)" in rows
     assert rows.index("FLYP (InfoNCE loss, mismatched)") == rows.index("FLYP") + 1
+
+
+def test_validation_loss_follows_the_models_scoring():
+    from bench.evaluate import validation_loss
+
+    logits = torch.tensor([[2.0, -1.0, -3.0], [-2.0, 0.5, -1.0]])
+    labels = torch.tensor([0, 1])
+    assert validation_loss(logits, labels, "clip") == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, labels).item())
+    # one-vs-rest: -log sigmoid(true class) - sum log sigmoid(-other classes), averaged over samples
+    sig = lambda x: 1 / (1 + math.exp(-x))
+    by_hand = (-math.log(sig(2)) - math.log(sig(1)) - math.log(sig(3))
+               - math.log(sig(0.5)) - math.log(sig(2)) - math.log(sig(1))) / 2
+    assert validation_loss(logits, labels, "siglip") == pytest.approx(by_hand, rel=1e-6)
