@@ -69,3 +69,23 @@ class StopAfter:
 def selected(summary: dict) -> dict:
     """A summary's selected-epoch metrics without timings (which differ between identical runs)."""
     return {k: v for k, v in summary.items() if k.startswith("sel/") and "time" not in k and "per_s" not in k}
+
+
+def interrupted_and_straight(job, straight_home, monkeypatch):
+    """(summary of `job` interrupted after epoch 1 and resumed, summary of the same job run straight through
+    in `straight_home`); BENCH_HOME is restored for the caller."""
+    import os
+
+    import pytest
+
+    from bench.engine import train_one
+    from bench.tracking import MlflowTracker
+
+    with pytest.raises(KeyboardInterrupt):
+        train_one(job, MlflowTracker("tests"), StopAfter())
+    resumed = train_one(job, MlflowTracker("tests"))
+    home = os.environ["BENCH_HOME"]
+    monkeypatch.setenv("BENCH_HOME", str(straight_home))
+    straight = train_one(job)
+    monkeypatch.setenv("BENCH_HOME", home)
+    return resumed, straight

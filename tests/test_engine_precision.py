@@ -7,10 +7,9 @@ import json
 import pytest
 import torch
 
-from bench.engine import prepare, run_steps, train_one
+from bench.engine import prepare, run_steps
 from bench.precision import resolve_precision, supported
-from bench.tracking import MlflowTracker
-from conftest import StopAfter, make_job, selected
+from conftest import interrupted_and_straight, make_job, selected
 
 
 def test_device_side_loss_sum_equals_the_per_step_mean(bench_home, folder_root):
@@ -48,17 +47,12 @@ def test_a_resumed_mixed_precision_job_continues_exactly(bench_home, folder_root
         pytest.skip(why)
     job = make_job(folder_root, "ft", epochs=3)
     job.runtime["precision"] = precision
-    with pytest.raises(KeyboardInterrupt):
-        train_one(job, MlflowTracker("tests"), StopAfter())
-    resumed = train_one(job, MlflowTracker("tests"))
-    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "straight"))
-    straight = train_one(job)
+    resumed, straight = interrupted_and_straight(job, tmp_path / "straight", monkeypatch)
     assert selected(resumed) == selected(straight)
     from mlflow.tracking import MlflowClient
 
     from bench.tracking import tracking_uri
 
-    monkeypatch.setenv("BENCH_HOME", str(bench_home))
     run = MlflowClient(tracking_uri()).get_run(resumed["run_id"])
     assert run.data.params["runtime.precision"] == precision
     assert run.data.params["built.activation"] in ("gelu", "quick_gelu")

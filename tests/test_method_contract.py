@@ -6,10 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.engine import prepare, train_one
+from bench.engine import prepare
 from bench.methods import METHODS
-from bench.tracking import MlflowTracker
-from conftest import StopAfter, make_job, selected
+from conftest import interrupted_and_straight, make_job, selected
 
 TRAINED = [m for m in METHODS.names() if not METHODS.meta(m).get("derived")]
 
@@ -53,10 +52,5 @@ def test_setup_step_and_state_round_trip(bench_home, folder_root, name):
 
 @pytest.mark.parametrize("name", [m for m in TRAINED if METHODS.get(m).trains])
 def test_interrupted_job_resumes_to_the_uninterrupted_result(bench_home, folder_root, tmp_path, monkeypatch, name):
-    job = make_job(folder_root, name)
-    with pytest.raises(KeyboardInterrupt):
-        train_one(job, MlflowTracker("tests"), StopAfter())
-    resumed = train_one(job, MlflowTracker("tests"))
-    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "straight"))
-    straight = train_one(job)
+    resumed, straight = interrupted_and_straight(make_job(folder_root, name), tmp_path / "straight", monkeypatch)
     assert selected(resumed) == selected(straight)
