@@ -50,6 +50,8 @@ def _add_run(sub) -> None:
     p.add_argument("--config", help="YAML file with any of: suite, tasks, methods, seeds, model, pretrained, hparams")
     p.add_argument("--experiment", help="MLflow experiment name (default: the suite's name)")
     p.add_argument("--wise-ft", action="store_true", help="apply WiSE-FT to every finetuning method of the run")
+    p.add_argument("--tune", type=int, metavar="N", help="first tune each training method on ID validation: "
+                                                         "the suite's setting plus N draws from its sweep space")
     p.add_argument("--data-root", help="dataset root (sets BENCH_DATA)")
     from bench.sweeps.cli import add_executor_args
 
@@ -120,7 +122,16 @@ def cmd_run(args) -> int:
     from bench.reports.api import write_report
 
     wiseft = (plan.wiseft_bases, plan.alphas) if plan.wiseft_bases else None
+    tuned, tuned_failures = [], []
+    if args.tune is not None:
+        from bench.tune import tune
+
+        tuned, tuned_failures = tune(args, plan, opts)
     outcome = launch(plan.jobs, opts, launchable=RUN_LAUNCHES, wiseft=wiseft)
+    extra = [j for j in tuned if wiseft and j.method in wiseft[0] and j.run_key not in {p.run_key for p in plan.jobs}]
+    if extra:  # WiSE-FT over every tuned configuration, so that selection on ID validation sees them all
+        outcome.failed += launch(extra, opts, launchable=RUN_LAUNCHES, wiseft=wiseft).failed
+    outcome.failed += tuned_failures
     out = bench_home() / "reports" / plan.experiment
     markdown = write_report(plan.experiment, None, out)
     print()
