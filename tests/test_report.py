@@ -198,11 +198,16 @@ def golden_home(tmp_path_factory, template):
         yield home
 
 
+def use_home(home, monkeypatch):
+    """Point bench at a prepared store (the default SQLite one, never a server from the environment)."""
+    monkeypatch.setenv("BENCH_HOME", str(home))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return home
+
+
 @pytest.fixture
 def golden_env(golden_home, monkeypatch):
-    monkeypatch.setenv("BENCH_HOME", str(golden_home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return golden_home
+    return use_home(golden_home, monkeypatch)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from test_report import GOLDEN, Store, _home, check_golden  # noqa: F401  (template fixture below)
+from test_report import GOLDEN, Store, _home, check_golden, use_home  # noqa: F401  (template fixture below)
 from test_report import template  # noqa: F401
 
 IN_SHIFTS = ["imagenetv2", "imagenet-r", "imagenet-a", "imagenet-sketch", "objectnet"]  # suite order
@@ -111,9 +111,7 @@ def paper_home(tmp_path_factory, template):  # noqa: F811
 
 @pytest.fixture
 def paper_env(paper_home, monkeypatch):
-    monkeypatch.setenv("BENCH_HOME", str(paper_home))
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    return paper_home
+    return use_home(paper_home, monkeypatch)
 
 
 @pytest.mark.parametrize("suite", ["distribution-shift", "transfer", "few-shot"])
