@@ -12,6 +12,7 @@ weights are known to be is a BenchError naming the fix.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,14 +298,20 @@ def checkpoint_metadata(loaded: LoadedModel) -> dict:
 def load_model(arch: str, pretrained: str | None = None, device: str = "cpu") -> LoadedModel:
     import open_clip
 
+    from bench.offline import hub_offline, require_fetchable
+
     spec = resolve_model(arch, pretrained)
     pre = dict(spec.preprocess)
+    # A tag not cached and not downloadable fails now (one quick check), not after a minute of retries;
+    # cached weights load without asking the network.
+    status = require_fetchable(spec)
     try:
-        model, train_tf, eval_tf = open_clip.create_model_and_transforms(
-            spec.config, pretrained=spec.weights, device=device, weights_only=False, force_quick_gelu=spec.quick_gelu,
-            image_mean=pre.get("mean"), image_std=pre.get("std"), image_interpolation=pre.get("interpolation"),
-            image_resize_mode=pre.get("resize_mode"),
-        )
+        with hub_offline() if status.state == "cached" else contextlib.nullcontext():
+            model, train_tf, eval_tf = open_clip.create_model_and_transforms(
+                spec.config, pretrained=spec.weights, device=device, weights_only=False,
+                force_quick_gelu=spec.quick_gelu, image_mean=pre.get("mean"), image_std=pre.get("std"),
+                image_interpolation=pre.get("interpolation"), image_resize_mode=pre.get("resize_mode"),
+            )
     except RuntimeError as exc:  # open_clip raises RuntimeError for unknown tags and failed downloads
         raise BenchError(
             f"Could not load pretrained weights '{spec.weights}' for model '{arch}': {exc}\n"
