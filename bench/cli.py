@@ -57,6 +57,10 @@ def _add_run(sub) -> None:
 
     add_executor_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the jobs with their states and exit")
+    p.add_argument("--log-model", action="store_true", help="store each finished training job's selected weights "
+                                                             "in its MLflow run as a model that loads with open_clip")
+    p.add_argument("--register", metavar="NAME", help="with --log-model: also register each logged model in the "
+                                                      "MLflow model registry under NAME (one version per job)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,8 +120,15 @@ def cmd_run(args) -> int:
     check_home()
     check_tracking_uri(tracking_uri())
     print_plan(plan, job_states(plan.jobs))
+    from bench.offline import unfetchable, weights_lines
+
+    for line in weights_lines(plan.jobs):
+        print(line)
     if args.dry_run:
         return 0
+    offline = unfetchable(plan.jobs) if not args.address else []  # a cluster's nodes may have their own cache
+    if offline:
+        raise BenchError(offline[0])
     from bench.config import bench_home
     from bench.reports.api import write_report
 
@@ -132,6 +143,10 @@ def cmd_run(args) -> int:
     if extra:  # WiSE-FT over every tuned configuration, so that selection on ID validation sees them all
         outcome.failed += launch(extra, opts, launchable=RUN_LAUNCHES, wiseft=wiseft).failed
     outcome.failed += tuned_failures
+    if args.log_model or args.register:
+        from bench.model_logging import log_models
+
+        log_models(plan.jobs + extra, register=args.register)
     out = bench_home() / "reports" / plan.experiment
     markdown = write_report(plan.experiment, None, out)
     print()
@@ -209,8 +224,11 @@ def print_models() -> None:
     pairs += [(a, t) for a, t in open_clip.list_pretrained() if a in archs]
     width = max(len(a) for a, _ in pairs) + 2
     print(f"{'--model':<{width}}--pretrained")
+    from bench.offline import cached_file
+
     for arch, tag in pairs:
-        note = "  (bundled with bench)" if tag == "default" else ""
+        cached = tag != "default" and cached_file(open_clip.get_pretrained_cfg(arch, tag))
+        note = "  (bundled with bench)" if tag == "default" else "  (cached locally)" if cached else ""
         print(f"{arch:<{width}}{tag}{note}")
     bare = sorted(set(archs) - {a for a, _ in pairs})
     print(f"\nNo published weights (train from --pretrained none, or give a checkpoint file): {', '.join(bare)}")
