@@ -139,12 +139,14 @@ class MlflowTracker:
             self.experiment_id = self._experiment_id(experiment)  # two processes must not both create it
         self.run_id: str | None = None
         self._logged: set[tuple[str, int]] = set()
+        self._monitor = None
 
     def fork(self) -> "MlflowTracker":
         """A tracker for another run of the same experiment, sharing the client."""
         other = copy.copy(self)
         other.run_id = None
         other._logged = set()
+        other._monitor = None
         return other
 
     def _experiment_id(self, name: str) -> str:
@@ -183,6 +185,8 @@ class MlflowTracker:
             self.client.log_batch(self.run_id, params=[Param(k, _param(v)) for k, v in params.items()])
             self._log_dataset(params)
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+        if tags.get("bench.kind", "job") == "job":
+            self._monitor = start_system_metrics(self.run_id, self.uri, resumed=self.run_id == resume_run_id)
 
     def _log_dataset(self, params: dict) -> None:
         """The task's data as an MLflow dataset input (the runs table's Dataset column), keyed by its fingerprint."""
@@ -236,6 +240,9 @@ class MlflowTracker:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def finish(self, status: str = "FINISHED") -> None:
+        if self._monitor is not None:  # its last samples go in before the run ends
+            self._monitor.finish()
+            self._monitor = None
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
 
@@ -325,6 +332,55 @@ class MlflowTracker:
     def delete_runs(self, run_ids) -> None:
         for rid in run_ids:
             self.client.delete_run(rid)
+
+
+# System metrics (MLflow's `system/*`: CPU, memory, disk, network, and GPU where pynvml or pyrocml is installed),
+# sampled in a thread of the process that trains. Off with BENCH_SYSTEM_METRICS=0 or
+# MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL changes the period.
+SYSTEM_METRICS_INTERVAL_S = 10.0
+
+
+def system_metrics_enabled() -> bool:
+    off = ("0", "false", "no", "off")
+    if os.environ.get("BENCH_SYSTEM_METRICS", "").strip().lower() in off:
+        return False
+    return os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").strip().lower() not in off
+
+
+def start_system_metrics(run_id: str, uri: str, resumed: bool = False):
+    """A started monitor that logs `system/*` metrics to `run_id` until `.finish()`; None when disabled or
+    unavailable (psutil missing). Cheap: one psutil sample and one small batch write per interval."""
+    import logging
+
+    if not system_metrics_enabled():
+        return None
+    try:
+        import psutil  # noqa: F401  (MLflow's monitors need it)
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    except ImportError:
+        return None
+    # MLflow says at INFO when monitoring starts and stops, and which GPU library is missing, for every run.
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+
+    class Monitor(SystemMetricsMonitor):
+        def finish(self):
+            """MLflow's own finish drops the samples of an unfinished interval (all of a short run's): log them."""
+            super().finish()
+            try:
+                if any(m._metrics for m in self.monitors):
+                    self.publish_metrics(self.aggregate_metrics())
+                    self.mlflow_logger.flush()
+            except Exception as exc:  # a metrics hiccup must never fail the job
+                logging.getLogger("bench").debug("system metrics: %s", exc)
+
+    try:
+        monitor = Monitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, resume_logging=resumed,
+                          tracking_uri=uri)
+        monitor.start()
+        return monitor
+    except Exception as exc:
+        logging.getLogger("bench").debug("system metrics unavailable: %s", exc)
+        return None
 
 
 def _search_all(client_, experiment_id: str, filter_string: str = "") -> list:
