@@ -22,7 +22,9 @@ from bench.jobs import Job, weights_identity
 from bench.losses import pretraining_objective
 from bench.lifecycle import JobContext, JobLifecycle, Result
 from bench.metrics import get_metric
-from bench.precision import Precision, compile_towers, enable_tf32, make_adamw, optimizer_step, resolve_precision
+from bench.distributed import (average_gradients, barrier, broadcast_parameters, current, device_for, from_main,
+                               sum_over_ranks)
+from bench.precision import Precision, apply_step, backward, compile_towers, enable_tf32, make_adamw, resolve_precision
 from bench.models import LoadedModel, checkpoint_metadata, load_model
 from bench.runtime import derive_seed, environment_tags, pick_device, seed_everything
 from bench.schedule import cosine_lr
@@ -54,7 +56,8 @@ def prepare(job: Job, method_name: str | None = None):
     from bench.methods.base import MethodContext
 
     seed_everything(derive_seed(job.seed, "setup"))
-    device = pick_device(job.runtime.get("device"))
+    rank = current()
+    device = device_for(rank, job.runtime.get("device")) if rank.distributed else pick_device(job.runtime.get("device"))
     precision = resolve_precision(job.runtime.get("precision"), device)
     enable_tf32(device)
     loaded = load_model(job.model["arch"], job.model.get("pretrained"), device=str(device))
@@ -86,7 +89,8 @@ def job_params(job: Job, task: Task, prep: Prepared | None = None) -> dict:
     params = {f"hp.{k}": v for k, v in job.hparams.items()}
     if prep is not None:  # the model as actually built (activation, image size, weights) and the precision
         params.update({f"built.{k}": v for k, v in getattr(prep.loaded, "built", {}).items()})
-        params.update({"runtime.precision": prep.precision.name, "runtime.compile": bool(job.runtime.get("compile"))})
+        params.update({"runtime.precision": prep.precision.name, "runtime.compile": bool(job.runtime.get("compile")),
+                       "runtime.processes": current().world})
     params.update({"task": job.task, "method": job.method, "seed": job.seed, "model.arch": job.model["arch"],
                    "model.pretrained": job.model.get("pretrained"), "suite": job.suite})
     params.update({f"data.{k}": v for k, v in task.source.describe().items()})
@@ -122,20 +126,25 @@ class TrainBody:
 
     def __init__(self, job: Job):
         self.job = job
+        self.started = False  # execute() began: in a multi-process job, the other ranks were told to start
 
     def prepare(self) -> tuple[dict, dict]:
         from bench.preflight import check_free_disk, checkpoint_need_bytes
 
         self.prep, self.ctx = prepare(self.job)
         self.prec = self.prep.precision
-        if self.prep.method.trains:
+        if self.prep.method.trains and current().main:
             check_free_disk(self.job.run_dir, checkpoint_need_bytes(self.prep.loaded.model))
         return job_params(self.job, self.prep.task, self.prep), job_tags(self.job, self.prep.device)
 
     def execute(self, jc: JobContext) -> Result:
         prep, ctx = self.prep, self.ctx
         job, method, hp, device = prep.job, prep.method, prep.job.hparams, prep.device
-        method.setup(ctx)
+        rank = current()
+        self.started = True
+        if rank.distributed and jc.writer:  # the other ranks wait in bench.dist_job.run_rank for this
+            from_main({"resume": str(jc.resume_path) if jc.resume_path else None})
+        _setup_ranked(method, ctx, rank)
         jc.set_tags(method.tags())  # what the method decided at setup (FLYP's objective)
         runtime = job.runtime
         evaluator = Evaluator(prep.task.sets, prep.loaded.eval_transform, runtime.get("eval_batch_size", 256),
@@ -152,8 +161,9 @@ class TrainBody:
         generator = torch.Generator()
         # Workers restart each epoch: a persistent worker would keep its augmentation RNG across epochs, and a
         # resumed job would then draw other crops than an uninterrupted one.
-        loader = make_loader(train_set, hp["batch_size"], runtime.get("workers", 0), shuffle=True, generator=generator,
-                             device=device, persistent_workers=False)
+        sampler = train_sampler(train_set, hp["batch_size"], rank)
+        loader = make_loader(train_set, hp["batch_size"] // rank.world, runtime.get("workers", 0), shuffle=sampler is None,
+                             generator=generator, device=device, persistent_workers=False, sampler=sampler)
         params = [p for p in method.trainable_parameters() if p.requires_grad]
         groups = method.optimizer_groups(hp["wd"]) or params  # per-group decay (L2-SP spares the backbone)
         optimizer = make_adamw(groups, lr=hp["lr"], weight_decay=hp["wd"], device=device)
@@ -176,27 +186,32 @@ class TrainBody:
             history.append(_evaluate_untrained(prep, evaluator, selection, jc, staged=True))
         for epoch in range(start, epochs):
             epoch_seed = derive_seed(job.seed, "epoch", epoch)
-            seed_everything(epoch_seed)
-            generator.manual_seed(epoch_seed)
+            seed_everything(epoch_seed)  # alike on every rank: FLYP's template draws stay in step (see sample_prompts)
+            if sampler is None:
+                generator.manual_seed(epoch_seed)
+            else:  # the global permutation of one process, each rank its share; workers augment per rank
+                sampler.seed = epoch_seed
+                generator.manual_seed(derive_seed(epoch_seed, "rank", rank.rank))
             train_stats = _train_epoch(prep, loader, optimizer, params, self.prec, scaler, epoch, epochs, total_steps,
                                        on_log=jc.log_metrics)
             method.train(False)
             t0 = time.time()
             metrics = {**evaluator(method.classifier()), **train_stats}
             metrics["time/eval_s"] = time.time() - t0
-            if selection.update(epoch + 1, metrics):
+            if selection.update(epoch + 1, metrics) and jc.writer:
                 jc.stage_selected(_selected_weights(prep, epoch + 1))
             history.append({"epoch": epoch + 1, **metrics})
             jc.log_metrics(metrics, step=epoch + 1)
-            jc.save_checkpoint({"epoch": epoch + 1, "method": method.state_dict(), "optimizer": optimizer.state_dict(),
-                                "selection": selection.state(), "history": history,
-                                "scaler": scaler.state_dict() if scaler is not None else None})
+            if jc.writer:
+                jc.save_checkpoint({"epoch": epoch + 1, "method": method.state_dict(),
+                                    "optimizer": optimizer.state_dict(), "selection": selection.state(),
+                                    "history": history, "scaler": scaler.state_dict() if scaler is not None else None})
             log.info("[%s] epoch %d/%d loss %.4f %s %.4f%s", job.display_name, epoch + 1, epochs,
                      train_stats["train/loss"], val_key, metrics[val_key],
                      f" ood/avg {metrics['ood/avg']:.4f}" if "ood/avg" in metrics else "")
             if epoch + 1 == epochs:
                 break  # the lifecycle finishes the run before the final report: a tracker must never outlive a trial
-            if jc.report(metrics, epoch + 1):
+            if from_main(jc.report(metrics, epoch + 1)):  # rank 0's executor decides for every rank
                 log.info("[%s] stopped early by the executor after epoch %d", job.display_name, epoch + 1)
                 return Result(selection.summary(), history, stopped=True)
         summary = selection.summary()
@@ -212,11 +227,41 @@ def _evaluate_untrained(prep: Prepared, evaluator, selection, jc: JobContext, st
         metrics = evaluator.evaluate_features(method.head, prep.features.features)
     else:
         metrics = evaluator(method.classifier())
-    if selection.update(0, metrics):
+    if selection.update(0, metrics) and jc.writer:
         weights = _selected_weights(prep, 0)
         jc.stage_selected(weights) if staged else jc.save_selected(weights)
     jc.log_metrics(metrics, step=0)
     return {"epoch": 0, **metrics}
+
+
+def _setup_ranked(method, ctx, rank) -> None:
+    """The method's setup on every rank: rank 0 first (an LP-FT probe's features are then cached on disk for
+    the others), then rank 0's trainable weights everywhere, so every rank starts from the same model."""
+    if rank.distributed and not rank.main:
+        barrier()
+    method.setup(ctx)
+    if rank.distributed:
+        if rank.main:
+            barrier()
+        broadcast_parameters(method.model)
+        if method.head is not None:
+            broadcast_parameters(method.head)
+
+
+def train_sampler(train_set, batch_size: int, rank):
+    """In a multi-process job, each rank's share of the global batch: a DistributedSampler over the same
+    permutation one process would draw (reseeded per epoch through `seed`), every world-th sample to each
+    rank, the remainder of len % world dropped so that every rank takes the same number of steps of the same
+    size (each sample is seen at most once per epoch). None in one process (the loader shuffles)."""
+    if not rank.distributed:
+        return None
+    if batch_size % rank.world:
+        raise BenchError(f"batch_size {batch_size} is the global batch and must divide evenly over {rank.world} "
+                         f"processes: use a multiple of {rank.world} (e.g. --set batch_size="
+                         f"{max(rank.world, batch_size - batch_size % rank.world)}).")
+    from torch.utils.data.distributed import DistributedSampler
+
+    return DistributedSampler(train_set, num_replicas=rank.world, rank=rank.rank, shuffle=True, seed=0, drop_last=True)
 
 
 LOG_EVERY = 50  # steps between host reads of the device-side loss sums (progress bar, divergence check)
@@ -229,7 +274,7 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch,
 
     prep.method.train(True)
     bar = tqdm(loader, desc=f"{prep.job.display_name} {epoch + 1}/{epochs}", leave=False, file=sys.stderr,
-               disable=None, dynamic_ncols=True)
+               disable=None if current().main else True, dynamic_ncols=True)  # one bar per job, rank 0's
     t0 = time.time()
     stats = run_steps(prep.method, bar, optimizer, params, prep.job.hparams, prec, scaler, prep.device,
                       first_step=epoch * len(loader), total_steps=total_steps, bar=bar, epoch=epoch,
@@ -249,6 +294,11 @@ def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device
     With `on_log(metrics, step)`, every `log_every`-th global step logs the mean loss since the last point, the
     learning rate and (where it trains) the temperature: the only other host reads of device values."""
     on_cpu = torch.device(device).type == "cpu"
+    micro_batch = int(hp.get("micro_batch", 0) or 0)
+
+    def step_backward(loss):
+        backward(loss, scaler)
+
     window = _StepWindow(method, device) if on_log is not None else None
     loss_sum = torch.zeros((), device=device)
     bad = torch.zeros((), dtype=torch.bool, device=device)
@@ -262,12 +312,12 @@ def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device
         images = images.to(device, non_blocking=True)
         labels = torch.as_tensor(labels).to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        with prec.autocast():
-            loss = method.training_step(images, labels)["loss"].float()
+        loss = method.backward_step(images, labels, micro_batch, step_backward, prec.autocast)
         finite = torch.isfinite(loss)
         if on_cpu:
-            _check_finite(finite, loss_sum, seen, epoch, i, lr)
-        result = optimizer_step(loss, optimizer, scaler, hp["grad_clip"], params)
+            _check_finite(torch.isfinite(sum_over_ranks(loss)), loss_sum, seen, epoch, i, lr)
+        average_gradients(params)  # a multi-process job: the mean over ranks (the global batch's gradient)
+        result = apply_step(optimizer, scaler, hp["grad_clip"], params)
         method.after_optimizer_step()
         loss_sum += loss.detach() * len(labels)
         bad |= ~finite
@@ -278,11 +328,15 @@ def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device
             if (first_step + i + 1) % log_every == 0:
                 on_log(window.read(lr), step=first_step + i + 1)
         if (i + 1) % LOG_EVERY == 0:
-            _check_finite(~bad, loss_sum, seen, epoch, i, lr)
+            _check_finite(sum_over_ranks(bad.long()) == 0, loss_sum, seen, epoch, i, lr)
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}")
-    _check_finite(~bad, loss_sum, seen, epoch, i, lr)
-    return {"loss": loss_sum.item() / max(seen, 1), "seen": seen, "lr": lr, "skipped": int(skipped.item())}
+    _check_finite(sum_over_ranks(bad.long()) == 0, loss_sum, seen, epoch, i, lr)
+    # Every rank sees the same number of samples (the distributed sampler drops the remainder), so the
+    # global mean loss is the sum over ranks over the sum of samples.
+    world = current().world
+    return {"loss": sum_over_ranks(loss_sum).item() / max(seen * world, 1), "seen": seen * world, "lr": lr,
+            "skipped": int(skipped.item())}
 
 
 class _StepWindow:
@@ -298,7 +352,8 @@ class _StepWindow:
         self.count += n
 
     def read(self, lr: float) -> dict:
-        point = {"step/loss": self.sum.item() / max(self.count, 1), "step/lr": lr}
+        total = sum_over_ranks(self.sum)  # every rank reads at the same steps: a collective in a group
+        point = {"step/loss": total.item() / max(self.count * current().world, 1), "step/lr": lr}
         if self.scale is not None:  # CLIP's logit scale is log(1 / temperature)
             point["step/temperature"] = float(1.0 / self.scale.detach().exp())
         self.sum.zero_()

@@ -5,7 +5,9 @@ import hashlib
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
+
+from bench.distributed import current, gather_shards, shard_indices
 
 from bench.fsutil import torch_save_atomic
 from bench.metrics import get_metric
@@ -13,7 +15,8 @@ from bench.tasks import EvalSet
 
 
 def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, generator=None, device=None,
-                persistent_workers: bool | None = None, prefetch_factor: int = 4, drop_last: bool = False):
+                persistent_workers: bool | None = None, prefetch_factor: int = 4, drop_last: bool = False,
+                sampler=None):
     """A DataLoader that can feed a GPU: pinned host memory when the batches go to CUDA (async copies with
     `non_blocking=True`), workers kept alive across epochs and several batches prefetched per worker.
     With 0 workers on CPU it is the plain loader (tests, the toy demo)."""
@@ -24,7 +27,7 @@ def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, g
                  "prefetch_factor": prefetch_factor}
     pin = device is not None and torch.device(device).type == "cuda"
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
-                      drop_last=drop_last, pin_memory=pin, **extra)
+                      drop_last=drop_last, pin_memory=pin, sampler=sampler, **extra)
 
 
 def predict(fn, loader, device, context=torch.no_grad) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -36,10 +39,11 @@ def predict(fn, loader, device, context=torch.no_grad) -> tuple[torch.Tensor, to
     return outs[0], labels, metas
 
 
-def predict_many(fns, loader, device, context=torch.no_grad):
-    """Every function on each batch: one decode of each image for many classifiers (WiSE-FT alphas)."""
+def predict_many(fns, loader, device, context=torch.no_grad, desc: str | None = None):
+    """Every function on each batch: one decode of each image for many classifiers (WiSE-FT alphas).
+    With `desc`, a progress bar in a terminal (on rank 0 of a multi-process job)."""
     outs, labels, metas = [[] for _ in fns], [], []
-    for batch in loader:
+    for batch in _progress(loader, desc):
         images, y = batch[0], batch[1]
         images = images.to(device, non_blocking=True)
         with context():
@@ -53,6 +57,17 @@ def predict_many(fns, loader, device, context=torch.no_grad):
     return [torch.cat(o) for o in outs], torch.cat(labels), (torch.cat(metas) if metas else None)
 
 
+def _progress(loader, desc: str | None):
+    """A transient progress bar for passes that take time (evaluation, feature extraction), only in a terminal."""
+    if desc is None or not current().main:
+        return loader
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(loader, desc=desc, leave=False, file=sys.stderr, disable=None, dynamic_ncols=True)
+
+
 def validation_loss(logits: torch.Tensor, labels: torch.Tensor, objective: str = "clip") -> float:
     """The model's own loss on class scores: softmax cross-entropy for CLIP models; for SigLIP models, whose
     class scores are independent sigmoid logits, the one-vs-rest binary cross-entropy summed over classes."""
@@ -60,6 +75,12 @@ def validation_loss(logits: torch.Tensor, labels: torch.Tensor, objective: str =
         target = torch.nn.functional.one_hot(labels, logits.shape[1]).to(logits.dtype)
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, target, reduction="sum").item() / len(labels)
     return torch.nn.functional.cross_entropy(logits, labels).item()
+
+
+def _shard(dataset):
+    """This rank's every-world-th sample of `dataset` (the whole dataset in one process)."""
+    rank = current()
+    return dataset if not rank.distributed else Subset(dataset, list(shard_indices(len(dataset))))
 
 
 class Evaluator:
@@ -70,15 +91,21 @@ class Evaluator:
                  objective: str = "clip"):
         self.sets, self.device, self.context = sets, device, context
         self.objective = objective  # how the model scores classes: val/loss follows it
-        self.loaders = [make_loader(s.source.split(s.split, transform), batch_size, workers, device=device)
-                        for s in sets]
+        # In a multi-process job each rank scores its shard of every set; `gather_shards` restores the whole set
+        # (in dataset order) on every rank, so metrics (WILDS' official ones included) see every prediction.
+        datasets = [s.source.split(s.split, transform) for s in sets]
+        self.sizes = [len(d) for d in datasets]
+        self.loaders = [make_loader(_shard(d), batch_size, workers, device=device) for d in datasets]
 
     def __call__(self, classifier) -> dict[str, float]:
         return self.evaluate_many([classifier])[0]
 
     def evaluate_many(self, classifiers) -> list[dict[str, float]]:
         """Metrics per classifier, decoding each evaluation image once for all of them."""
-        per_set = [predict_many(classifiers, loader, self.device, self.context) for loader in self.loaders]
+        per_set = []
+        for s, loader, n in zip(self.sets, self.loaders, self.sizes):
+            outs, labels, metas = predict_many(classifiers, loader, self.device, self.context, desc=f"eval {s.key}")
+            per_set.append(([gather_shards(o, n) for o in outs], gather_shards(labels, n), gather_shards(metas, n)))
         return self._metrics(len(classifiers), per_set)
 
     def evaluate_features(self, head, features) -> dict[str, float]:
@@ -137,7 +164,8 @@ class FeatureCache:
         was_training = self.model.training
         self.model.eval()
         loader = make_loader(source.split(split, self.transform), self.batch_size, self.workers, device=self.device)
-        x, y, m = predict(self.model.encode_image, loader, self.device)
+        outs, y, m = predict_many([self.model.encode_image], loader, self.device, desc=f"features {source.name}/{split}")
+        x = outs[0]
         self.model.train(was_training)
         torch_save_atomic({"x": x, "y": y, "m": m, "ident": ident}, path)
         return x, y, m

@@ -227,7 +227,6 @@ def _guarded(what: str, fn, failed: list, key: str):
 
 def run_local(jobs, make_tracker) -> list[str]:
     """One job after another in this process. A job another process holds is deferred, then waited for."""
-    from bench.engine import train_one
     from bench.lifecycle import Busy
 
     failed: list[str] = []
@@ -236,15 +235,27 @@ def run_local(jobs, make_tracker) -> list[str]:
         t0 = time.time()
         log.info("== job %d/%d: %s (%s)", i, len(jobs), job.display_name, job.run_key)
         try:
-            if _guarded(job.display_name, lambda: train_one(job, make_tracker(job), wait=False), failed, job.run_key):
+            if _guarded(job.display_name, lambda: _train(job, make_tracker, wait=False), failed, job.run_key):
                 log.info("== %s finished in %.1fs", job.display_name, time.time() - t0)
         except Busy as exc:
             log.info("== %s: skipped for now, %s", job.display_name, exc)
             deferred.append(job)
     for job in deferred:
         log.info("== waiting for %s (another process is running it)", job.display_name)
-        _guarded(job.display_name, lambda: train_one(job, make_tracker(job)), failed, job.run_key)
+        _guarded(job.display_name, lambda: _train(job, make_tracker), failed, job.run_key)
     return failed
+
+
+def _train(job, make_tracker, wait: bool = True):
+    """One job in this process, or (`--gpus N`) as N processes on this machine."""
+    from bench.dist_job import launch_local, processes
+    from bench.engine import train_one
+
+    tracker = make_tracker(job)
+    n = processes(job)
+    if n > 1:
+        return launch_local(job, tracker.uri, n, wait=wait)
+    return train_one(job, tracker, wait=wait)
 
 
 def run_derived(bases, alphas, make_tracker, skip=()) -> list[str]:

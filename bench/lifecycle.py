@@ -60,8 +60,11 @@ class NullReporter:
 class JobContext:
     """What a body may do to the world: log metrics, checkpoint, keep selected weights, report progress."""
 
-    def __init__(self, life: "JobLifecycle", resume: dict | None):
+    writer = True  # rank 0 of a multi-process job, or the only process: the one that writes
+
+    def __init__(self, life: "JobLifecycle", resume: dict | None, resume_path: Path | None = None):
         self._life, self.resume = life, resume
+        self.resume_path = resume_path  # the checkpoint file `resume` came from (the other ranks load it too)
 
     @property
     def job(self):
@@ -93,6 +96,41 @@ class JobContext:
     def save_selected(self, obj: dict) -> None:
         """Selected weights of a body that keeps no checkpoint (untrained methods)."""
         torch_save_atomic(obj, self._life.selected_path)
+
+
+class FollowerContext(JobContext):
+    """A rank other than 0 of a multi-process job: it runs the same body on its share of each batch, but
+    rank 0 alone writes (MLflow, checkpoints, selected weights) and decides (stop early, resume)."""
+
+    writer = False
+
+    def __init__(self, job, resume: dict | None):
+        self._job, self.resume, self.resume_path = job, resume, None
+
+    @property
+    def job(self):
+        return self._job
+
+    def log_metrics(self, metrics: dict, step: int) -> None:
+        pass
+
+    def log_text(self, text: str, name: str) -> None:
+        pass
+
+    def set_tags(self, tags: dict) -> None:
+        pass
+
+    def report(self, metrics: dict, epoch: int) -> bool:
+        return False
+
+    def stage_selected(self, obj: dict) -> None:
+        pass
+
+    def save_checkpoint(self, state: dict) -> None:
+        pass
+
+    def save_selected(self, obj: dict) -> None:
+        pass
 
 
 class JobLifecycle:
@@ -152,6 +190,11 @@ class JobLifecycle:
         write_json_atomic(rebuilt, self.done_path)
         log.info("[%s] done marker rebuilt from MLflow run %s", self.job.display_name, rebuilt["run_id"])
         return rebuilt
+
+    def _resume_file(self) -> Path:
+        """The checkpoint `load_latest` resumed from: a bad newest file was set aside, so what remains of the
+        two is the good one."""
+        return self.ckpt_path if self.ckpt_path.is_file() else checkpoints.prev_path(self.ckpt_path)
 
     def _has_checkpoint(self) -> bool:
         return self.ckpt_path.is_file() or checkpoints.prev_path(self.ckpt_path).is_file()
@@ -240,7 +283,7 @@ class JobLifecycle:
                                                  sort_keys=True), "config.yaml")
         try:
             with terminate_as_interrupt():
-                result = body.execute(JobContext(self, resume))
+                result = body.execute(JobContext(self, resume, self._resume_file() if resume is not None else None))
         except KeyboardInterrupt:
             self.tracker.finish("KILLED")
             raise

@@ -10,8 +10,8 @@ def clip_loss(image_features, text_features, logit_scale, labels=None, mask_same
 
     `logit_scale` is exp(learned temperature). With `mask_same_class`, off-diagonal pairs of the same class
     are removed from both softmax denominators (the paper's class-collision ablation); otherwise same-class
-    pairs count as negatives, as in the released FLYP code. The unmasked path uses open_clip's ClipLoss,
-    which all-gathers features across ranks under torch.distributed so the contrastive batch is global.
+    pairs count as negatives, as in the released FLYP code. The unmasked path is open_clip's ClipLoss. Under
+    torch.distributed the caller passes the global batch (`gather_batch`), so the logits are global x global.
     """
     # In fp32 even under autocast: logits scaled by a temperature near 100 lose whole units in bf16.
     with torch.autocast(image_features.device.type, enabled=False):
@@ -25,7 +25,9 @@ def _wide(x: torch.Tensor) -> torch.Tensor:
 
 def _clip_loss(image_features, text_features, logit_scale, labels, mask_same_class: bool):
     if not mask_same_class:
-        return _open_clip_loss()(image_features, text_features, logit_scale)
+        from open_clip import ClipLoss
+
+        return ClipLoss()(image_features, text_features, logit_scale)  # one process's (or the gathered) batch
     if labels is None:
         raise ValueError("mask_same_class needs the batch labels")
     logits = logit_scale * image_features @ text_features.T
@@ -36,23 +38,31 @@ def _clip_loss(image_features, text_features, logit_scale, labels, mask_same_cla
     return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
 
 
-_LOSS = None
+def gather_batch(image_features, text_features, labels=None):
+    """The global contrastive batch on every rank: all ranks' features (open_clip's all-gather with gradients,
+    so each rank's features get the gradient of the whole-batch loss) and labels, in rank order. The loss of
+    the gathered batch is then exactly the one-process loss; `bench.distributed.average_gradients` finishes the
+    equivalence (each rank's local gradient is world x its share, and the mean over ranks is their sum).
+    In one process, the identity."""
+    from bench.distributed import current
 
+    rank = current()
+    if not rank.distributed:
+        return image_features, text_features, labels
+    import warnings
 
-def _open_clip_loss():
-    global _LOSS
-    if _LOSS is None:
-        from open_clip import ClipLoss
+    import torch.distributed as dist
+    from open_clip.loss import gather_features
 
-        dist = torch.distributed
-        ddp = dist.is_available() and dist.is_initialized()
-        _LOSS = ClipLoss(
-            cache_labels=True,
-            rank=dist.get_rank() if ddp else 0,
-            world_size=dist.get_world_size() if ddp else 1,
-            gather_with_grad=ddp,
-        )
-    return _LOSS
+    with warnings.catch_warnings():  # torch 2.14 deprecates the autograd all_gather open_clip calls
+        warnings.simplefilter("ignore", FutureWarning)
+        img, txt = gather_features(image_features, text_features, local_loss=False, gather_with_grad=True,
+                                   rank=rank.rank, world_size=rank.world)
+    if labels is not None:
+        parts = [torch.empty_like(labels) for _ in range(rank.world)]
+        dist.all_gather(parts, labels.contiguous())
+        labels = torch.cat(parts)
+    return img, txt, labels
 
 
 def siglip_loss(image_features, text_features, logit_scale, logit_bias, labels=None, same_class_positive: bool = False):

@@ -149,10 +149,21 @@ def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler:
     fp16 working as designed, not a failure; `skipped` says so as a device tensor. Gradients are not zeroed
     here: call `optimizer.zero_grad(set_to_none=True)` before the forward pass.
     """
+    backward(loss, scaler)
+    return apply_step(optimizer, scaler, grad_clip, parameters)
+
+
+def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None = None) -> None:
+    """loss.backward(), through the fp16 scaler when there is one (gradients then carry its scale)."""
     if scaler is None:
         loss.backward()
     else:
         scaler.scale(loss).backward()
+
+
+def apply_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None = None, grad_clip: float = 0.0,
+               parameters=None) -> StepResult:
+    """The optimizer step on gradients already computed (and, in a multi-process job, averaged over ranks)."""
     grad_norm = None
     if grad_clip and grad_clip > 0:
         if scaler is not None:

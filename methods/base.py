@@ -66,6 +66,28 @@ class Method:
     def training_step(self, images: torch.Tensor, labels: torch.Tensor) -> dict:
         raise NotImplementedError(f"method '{self.name}' does not train")
 
+    def backward_step(self, images: torch.Tensor, labels: torch.Tensor, micro_batch: int, backward, autocast) -> torch.Tensor:
+        """Forward and backward of this rank's batch; returns the detached loss. `backward(loss)` is the
+        engine's (through the fp16 scaler), `autocast()` its precision context. With `micro_batch`, at most that
+        many images go through the towers at once and gradients accumulate over the chunks, each chunk's loss
+        weighted by its share of the batch: for a per-sample mean (plus any batch-independent term, such as
+        L2-SP's penalty) that is exactly the whole batch's gradient. Contrastive methods, whose loss couples
+        the samples, override this with gradient caching (FLYP)."""
+        n = len(labels)
+        if not micro_batch or micro_batch >= n:
+            with autocast():
+                loss = self.training_step(images, labels)["loss"].float()
+            backward(loss)
+            return loss.detach()
+        total = torch.zeros((), device=images.device)
+        for start in range(0, n, micro_batch):
+            part = slice(start, start + micro_batch)
+            with autocast():
+                loss = self.training_step(images[part], labels[part])["loss"].float() * (len(labels[part]) / n)
+            backward(loss)
+            total += loss.detach()
+        return total
+
     def after_optimizer_step(self) -> None:
         """Called after every optimiser step (clamps, caches)."""
         self._version += 1

@@ -14,7 +14,8 @@ import math
 import torch
 
 from bench.errors import BenchError
-from bench.losses import clip_loss, pretraining_objective, siglip_loss
+from bench.distributed import current
+from bench.losses import clip_loss, gather_batch, pretraining_objective, siglip_loss
 from bench.methods.base import Method, MethodContext, set_requires_grad
 
 
@@ -43,7 +44,11 @@ class FLYP(Method):
         """One random template per sample, drawn from the CPU RNG (the same draws on any device) and indexed
         on the labels' device: no device-to-host copy of the labels, so no sync per step."""
         tokens = self.device_tokens(labels.device)
-        choice = torch.randint(tokens.shape[1], (len(labels),))
+        # In a multi-process job every rank draws the global batch's choices (the RNG is seeded alike on every
+        # rank) and keeps those of its samples, which are every world-th of the global batch (the distributed
+        # sampler's order): the same draw per sample as one process given the same RNG state.
+        rank = current()
+        choice = torch.randint(tokens.shape[1], (len(labels) * rank.world,))[rank.rank::rank.world]
         return tokens[labels, choice.to(labels.device, non_blocking=True)]
 
     def device_tokens(self, device) -> torch.Tensor:
@@ -56,14 +61,45 @@ class FLYP(Method):
     def training_step(self, images, labels) -> dict:
         image_features = self.model.encode_image(images, normalize=True)
         text_features = self.model.encode_text(self.sample_prompts(labels), normalize=True)
+        loss = self.contrastive_loss(image_features, text_features, labels)
+        return {"loss": loss, "logit_scale": self.model.logit_scale.exp().detach()}
+
+    def contrastive_loss(self, image_features, text_features, labels) -> torch.Tensor:
+        """The pretraining objective over the global batch: in a multi-process job every rank's features are
+        gathered first (with gradients), so the logits are global x global, exactly as in one process."""
+        image_features, text_features, labels = gather_batch(image_features, text_features, labels)
         scale = self.model.logit_scale.exp()
         hp = self.ctx.hparams
         if self.objective == "siglip":
-            loss = siglip_loss(image_features, text_features, scale, self.model.logit_bias, labels,
+            return siglip_loss(image_features, text_features, scale, self.model.logit_bias, labels,
                                hp.get("same_class_positive", False))
-        else:
-            loss = clip_loss(image_features, text_features, scale, labels, hp["mask_same_class"])
-        return {"loss": loss, "logit_scale": scale.detach()}
+        return clip_loss(image_features, text_features, scale, labels, hp["mask_same_class"])
+
+    def backward_step(self, images, labels, micro_batch: int, backward, autocast) -> torch.Tensor:
+        """With `micro_batch`, gradient caching (Gao et al. 2021, GradCache): embed the batch chunk by chunk
+        without a graph, take the whole-batch loss and its gradient with respect to the features, then embed
+        each chunk again with a graph and backpropagate those feature gradients. Same loss and gradients as
+        the whole batch at once, with activation memory of one chunk. Prompts are drawn once for the batch.
+        The towers must be deterministic between the two passes (CLIP towers have no dropout)."""
+        n = len(labels)
+        if not micro_batch or micro_batch >= n:
+            return super().backward_step(images, labels, micro_batch, backward, autocast)
+        prompts = self.sample_prompts(labels)
+        chunks = [slice(s, s + micro_batch) for s in range(0, n, micro_batch)]
+        with torch.no_grad(), autocast():
+            image = torch.cat([self.model.encode_image(images[c], normalize=True) for c in chunks])
+            text = torch.cat([self.model.encode_text(prompts[c], normalize=True) for c in chunks])
+        image, text = image.requires_grad_(), text.requires_grad_()
+        with autocast():
+            loss = self.contrastive_loss(image, text, labels).float()
+        backward(loss)  # gradients of the features (scaled like the loss under fp16) and of the temperature
+        for c in chunks:
+            with autocast():
+                image_c = self.model.encode_image(images[c], normalize=True)
+                text_c = self.model.encode_text(prompts[c], normalize=True)
+            surrogate = (image_c.float() * image.grad[c].float()).sum() + (text_c.float() * text.grad[c].float()).sum()
+            surrogate.backward()  # not through `backward`: the cached gradients already carry the scale
+        return loss.detach()
 
     def after_optimizer_step(self) -> None:
         super().after_optimizer_step()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from bench.methods.base import Method
 from bench.methods.flyp import FLYP
 
 
@@ -16,6 +17,7 @@ class FLYPCE(FLYP):
     name = "flyp-ce"
     label = "FLYP-CE"
     hparams = {"grad_clip": 0.0, "logit_scale_max": 0.0}  # unclamped, as released and as FLYP
+    backward_step = Method.backward_step  # a per-sample cross-entropy: micro-batches accumulate gradients
 
     def training_step(self, images, labels) -> dict:
         tokens = self.device_tokens(images.device)

@@ -38,6 +38,10 @@ def add_executor_args(p) -> None:
                                      "(default: start Ray on this machine); $BENCH_HOME must be on storage every node sees")
     p.add_argument("--max-failures", type=int, default=0,
                    help="Ray retries of a crashed trial in this invocation (default 0: rerun the command to resume)")
+    p.add_argument("--gpus", "--gpus-per-trial", dest="gpus", type=int, default=1, metavar="N",
+                   help="processes per training job, one GPU each, with one global batch (default 1). Locally: "
+                        "torch elastic on this machine; with --executor ray: a Ray Train trial of N workers. With "
+                        "--device cpu, N gloo processes (to try it without GPUs)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes per job")
     p.add_argument("--eval-batch-size", type=int, default=256)
@@ -91,7 +95,10 @@ def runtime_from(args, resources: dict | None = None) -> dict:
     else:
         workers = default_workers()
     runtime = {"device": args.device, "eval_batch_size": args.eval_batch_size, "workers": workers,
-               "precision": args.precision, "compile": bool(args.compile), "log_every": args.log_every}
+               "precision": args.precision, "compile": bool(args.compile), "log_every": args.log_every,
+               "nproc": args.gpus}
+    if args.gpus < 1:
+        raise BenchError(f"--gpus must be an integer >= 1 (processes per training job), got {args.gpus}.")
     if args.log_every < 1:
         raise BenchError(f"--log-every must be an integer >= 1 (steps between MLflow points), got {args.log_every}.")
     # Under Ray the jobs run on the cluster's nodes: check the device name here, its existence there.
