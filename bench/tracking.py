@@ -53,7 +53,12 @@ def ensure_store(uri: str) -> None:
     store at once would both create its tables and one would die (`duplicate column name`)."""
     if not uri.startswith("sqlite:") or uri in _READY:
         return
+    import logging
+
     from mlflow.tracking import MlflowClient
+
+    # "Creating initial MLflow database tables..." / "Updating database tables" on every new store: noise.
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
 
     from bench.locks import exclusive
 
@@ -315,7 +320,12 @@ class MlflowTracker:
         def score(runs):
             return sum(r.data.metrics[f"sel/{metric}"] for r in runs) / len(runs)
 
-        idx, runs = (max if mode == "max" else min)(by_point.items(), key=lambda item: score(item[1]))
+        def rank(item):  # ties go to the lowest hyperparameter index (the default point first), not to run order
+            idx = item[0]
+            order = int(idx) if str(idx).isdigit() else float("inf")
+            return (-score(item[1]) if mode == "max" else score(item[1]), order, str(idx))
+
+        idx, runs = min(by_point.items(), key=rank)
         keys = set.intersection(*(set(k for k in r.data.metrics if k.startswith("sel/")) for r in runs))
         best = {k: sum(r.data.metrics[k] for r in runs) / len(runs) for k in sorted(keys)}
         now = int(time.time() * 1000)

@@ -13,28 +13,55 @@ jobs `stopped` for `bench sweep` reruns.
 """
 from __future__ import annotations
 
+import logging
 import os
+import sys
 
 os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")  # workers use this interpreter, never `uv run`
+# Ray folds worker lines that differ only in numbers ("[repeated 2x across cluster]", in colour): bench's trial
+# lines (epoch 1/2 ..., epoch 2/2 ...) are exactly such lines. Read when Ray is imported.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from bench.errors import BenchError  # noqa: E402
 
+_log = logging.getLogger("bench")
 PASS_ENV = ("BENCH_", "HF_", "TQDM_", "TORCH_HOME", "CUBLAS_", "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT")
+
+
+class _DropRayNoise(logging.Filter):
+    """Ray's own start-up lines that say nothing about the sweep (its INFO lines are off: logging_level)."""
+
+    NOISE = ("Token authentication is enabled",)
+
+    def filter(self, record) -> bool:
+        return not any(n in record.getMessage() for n in self.NOISE)
+
+
+def quiet_console() -> None:
+    """Ray's console for bench: no colour codes when stdout is not a terminal (piped, a log file), Ray's
+    start-up notices off; the trial lines are bench's own (`_TrialLines`, `_trial_logging`)."""
+    if not sys.stdout.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # read per printed line: no colour around "(pid=...)"
+    ray_logger = logging.getLogger("ray")
+    for target in (ray_logger, *ray_logger.handlers):
+        if not any(isinstance(f, _DropRayNoise) for f in target.filters):
+            target.addFilter(_DropRayNoise())
 
 
 def connect(opts) -> tuple[bool, dict]:
     """Join the cluster at opts.address (or start Ray here); returns (started_here, per-trial resources).
     A trial that asks for more than any node has would wait forever: refuse it now."""
     started = False
+    quiet_console()
     if not ray.is_initialized():
         try:
             if opts.address in (None, "", "local"):
-                ray.init(num_cpus=opts.num_cpus, include_dashboard=False)
+                ray.init(num_cpus=opts.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
             else:
-                ray.init(address=opts.address)
+                ray.init(address=opts.address, logging_level=logging.WARNING)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
             raise BenchError(f"Cannot connect to the Ray cluster at {opts.address or 'this machine'}: {exc}. "
                              "Start it (`ray start --head`) or omit --address to run Ray on this machine.") from None
@@ -70,12 +97,49 @@ class _TuneReporter:
         return False
 
 
+def trial_name(job) -> str:
+    """A trial's name in every line it prints: the job's name and its hyperparameter index in the sweep."""
+    idx = job.tags.get("bench.hparam_idx")
+    return job.display_name if idx is None else f"{job.display_name}-h{idx}"
+
+
+class _TrialName(logging.Filter):
+    """Rewrites the job's name in bench's lines to the trial's (actors are reused: one filter, renamed)."""
+
+    def __init__(self):
+        super().__init__()
+        self.old = self.new = ""
+
+    def filter(self, record) -> bool:
+        if self.old and self.old != self.new:
+            text = record.getMessage()
+            if self.old in text:
+                record.msg, record.args = text.replace(self.old, self.new), None
+        return True
+
+
+_NAMER = _TrialName()
+
+
+def _trial_logging(job) -> None:
+    """bench's own INFO lines from the trial's process, plain, carrying the trial's name (Ray prefixes them
+    with the worker's pid when it forwards them to the driver)."""
+    from bench.cli import setup_logging
+
+    setup_logging()
+    for handler in logging.getLogger("bench").handlers:  # a handler's filters see the children's records too
+        if _NAMER not in handler.filters:
+            handler.addFilter(_NAMER)
+    _NAMER.old, _NAMER.new = f"[{job.display_name}]", f"[{trial_name(job)}]"
+
+
 def _trial(config, jobs=None, env=None):
     os.environ.update(env)
     from bench.engine import train_one
     from bench.tracking import MlflowTracker
 
     job = jobs[config["run_key"]]
+    _trial_logging(job)
     reporter = _TuneReporter()
     train_one(job, MlflowTracker(job.experiment, env["MLFLOW_TRACKING_URI"]), reporter)
     if reporter.stopped:
@@ -98,6 +162,10 @@ class StatusCallback(tune.Callback):
             self._tracker = MlflowTracker(next(iter(self.jobs.values())).experiment, self.uri)
         return self._tracker
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        job = self.jobs[trial.config["run_key"]]
+        _log.info("trial %s (%s) started", trial_name(job), job.run_key)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         from bench.jobstate import mark_stopped
         from bench.lifecycle import JobLifecycle
@@ -106,9 +174,11 @@ class StatusCallback(tune.Callback):
         # tears down when the user interrupts the whole experiment (those stay resumable).
         job = self.jobs[trial.config["run_key"]]
         self.ended.add(job.run_key)
-        if JobLifecycle(job).done_path.is_file():
-            return  # finished: the engine closed its run FINISHED before its last report
         epoch = (trial.last_result or {}).get("epoch")
+        if JobLifecycle(job).done_path.is_file():
+            _log.info("trial %s finished (%s epoch(s))", trial_name(job), epoch)
+            return  # finished: the engine closed its run FINISHED before its last report
+        _log.info("trial %s stopped by the scheduler after epoch %s", trial_name(job), epoch)
         tags = {"bench.stopped_by": "tune", "bench.stopped_epoch": epoch}
         ids = self.tracker.end_unfinished(job.run_key, "KILLED", among=("RUNNING", "FAILED"), tags=tags)
         mark_stopped(job, {"by": "tune", "epoch": epoch, "sweep_key": self.sweep_key, "run_ids": ids,
@@ -117,6 +187,7 @@ class StatusCallback(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         job = self.jobs[trial.config["run_key"]]
         self.ended.add(job.run_key)
+        _log.info("trial %s failed; its log: %s", trial_name(job), trial.path)
         self.tracker.end_unfinished(job.run_key, "FAILED", among=("RUNNING",),
                                     tags={"bench.error": f"trial process failed; see {trial.path}"[:5000]})
 
@@ -150,13 +221,21 @@ def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name:
         run_config=tune.RunConfig(name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage),
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures),
                                   callbacks=[status, *opts.callbacks],
-                                  verbose=opts.verbose),
+                                  # bench prints the trial lines; Ray's own reporter (experiment and per-trial
+                                  # config/result tables, status tables) only with verbose >= 2.
+                                  verbose=max(0, opts.verbose - 1)),
     )
-    import logging
-
-    logging.getLogger(__name__).info(f"Ray Tune: {len(jobs)} trial(s), {opts.resources} each, max concurrent {opts.max_concurrent or 'unlimited'}"
+    _log.info(f"Ray Tune: {len(jobs)} trial(s), {opts.resources} each, max concurrent {opts.max_concurrent or 'unlimited'}"
         + (f", ASHA on {metric} ({mode})" if scheduler else "") + f"; results in {storage}")
-    grid = tuner.fit()
+    # Ray's new output engine prints its experiment table even at verbose 0; the legacy one is silent there.
+    legacy = opts.verbose < 2 and "RAY_AIR_NEW_OUTPUT" not in os.environ
+    if legacy:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    try:
+        grid = tuner.fit()
+    finally:
+        if legacy:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
     if set(by_key) - status.ended:
         # Tune returns normally after a Ctrl-C (its "Tuner.restore" hint does not apply: bench resumes
         # from its own checkpoints when the same command runs again).
