@@ -90,7 +90,7 @@ def job_params(job: Job, task: Task, prep: Prepared | None = None) -> dict:
     if prep is not None:  # the model as actually built (activation, image size, weights) and the precision
         params.update({f"built.{k}": v for k, v in getattr(prep.loaded, "built", {}).items()})
         params.update({"runtime.precision": prep.precision.name, "runtime.compile": bool(job.runtime.get("compile")),
-                       "runtime.processes": current().world})
+                       "runtime.processes": current().world, "runtime.micro_batch": int(job.runtime.get("micro_batch") or 0)})
     params.update({"task": job.task, "method": job.method, "seed": job.seed, "model.arch": job.model["arch"],
                    "model.pretrained": job.model.get("pretrained"), "suite": job.suite})
     params.update({f"data.{k}": v for k, v in task.source.describe().items()})
@@ -278,7 +278,8 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch,
     t0 = time.time()
     stats = run_steps(prep.method, bar, optimizer, params, prep.job.hparams, prec, scaler, prep.device,
                       first_step=epoch * len(loader), total_steps=total_steps, bar=bar, epoch=epoch,
-                      on_log=on_log, log_every=prep.job.runtime.get("log_every", DEFAULT_LOG_EVERY_STEPS))
+                      on_log=on_log, log_every=prep.job.runtime.get("log_every", DEFAULT_LOG_EVERY_STEPS),
+                      micro_batch=int(prep.job.runtime.get("micro_batch") or 0))
     elapsed = time.time() - t0
     seen = stats["seen"]
     return {"train/loss": stats["loss"], "lr": stats["lr"], "time/train_s": elapsed,
@@ -286,16 +287,17 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch,
 
 
 def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device, first_step: int, total_steps: int,
-              bar=None, epoch: int = 0, on_log=None, log_every: int = DEFAULT_LOG_EVERY_STEPS) -> dict:
+              bar=None, epoch: int = 0, on_log=None, log_every: int = DEFAULT_LOG_EVERY_STEPS,
+              micro_batch: int = 0) -> dict:
     """The engine's inner loop (also timed by `bench perf`): per-step schedule, the method's step under
     autocast, a sync-free optimizer step (bench/precision.py), and the loss summed on the device; the host
     reads the sums every LOG_EVERY steps and at the end, where a non-finite loss stops the job. On CPU the
     check runs every step: there a read costs nothing and the bad step is never applied.
+    `micro_batch` (runtime, not a hyperparameter: the gradients do not change) caps the images per forward
+    pass: gradient caching for contrastive methods, accumulation for the others (Method.backward_step).
     With `on_log(metrics, step)`, every `log_every`-th global step logs the mean loss since the last point, the
     learning rate and (where it trains) the temperature: the only other host reads of device values."""
     on_cpu = torch.device(device).type == "cpu"
-    micro_batch = int(hp.get("micro_batch", 0) or 0)
-
     def step_backward(loss):
         backward(loss, scaler)
 

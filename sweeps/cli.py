@@ -42,6 +42,10 @@ def add_executor_args(p) -> None:
                    help="processes per training job, one GPU each, with one global batch (default 1). Locally: "
                         "torch elastic on this machine; with --executor ray: a Ray Train trial of N workers. With "
                         "--device cpu, N gloo processes (to try it without GPUs)")
+    p.add_argument("--micro-batch", type=int, default=0, metavar="N",
+                   help="at most N images per forward pass on each device; the loss and gradients stay those of the "
+                        "whole batch (gradient caching for FLYP, accumulation for FT and the rest). Default 0: "
+                        "the whole per-device batch at once")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto (default)")
     p.add_argument("--workers", type=int, default=None, help="data-loading worker processes per job")
     p.add_argument("--eval-batch-size", type=int, default=256)
@@ -96,7 +100,9 @@ def runtime_from(args, resources: dict | None = None) -> dict:
         workers = default_workers()
     runtime = {"device": args.device, "eval_batch_size": args.eval_batch_size, "workers": workers,
                "precision": args.precision, "compile": bool(args.compile), "log_every": args.log_every,
-               "nproc": args.gpus}
+               "nproc": args.gpus, "micro_batch": args.micro_batch}
+    if args.micro_batch < 0:
+        raise BenchError(f"--micro-batch must be an integer >= 0 (0: the whole batch at once), got {args.micro_batch}.")
     if args.gpus < 1:
         raise BenchError(f"--gpus must be an integer >= 1 (processes per training job), got {args.gpus}.")
     if args.log_every < 1:

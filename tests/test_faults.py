@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 HERE = Path(__file__).parent
 TINY = ["--model", "bench-tiny", "--pretrained", "none", "--workers", "0", "--set", "epochs=2", "--set",
         "batch_size=8", "--set", "warmup=2", "--set", "lr=1e-3"]
-VOLATILE = ("time/", "train/images_per_s")
+VOLATILE = ("time/", "train/images_per_s", "system/")
 
 
 TEMPLATE: list[Path] = []  # a migrated MLflow store, copied into each home (creating one takes seconds)
