@@ -158,6 +158,36 @@ def _worker(payload: dict):
         dist.destroy_process_group()
 
 
+# --- several nodes: Ray Train (sweeps/ray_train.py) ----------------------------------------------------------
+
+class _RayReporter:
+    """Rank 0's executor reporter under Ray Train: its answer is Tune's (True: the trial was stopped)."""
+
+    def __init__(self, report):
+        self._report = report
+
+    def report(self, metrics: dict, epoch: int) -> bool:
+        return bool(self._report(metrics, epoch))
+
+
+def ray_worker(payload: dict, report) -> None:
+    """The entry each Ray Train worker runs (`bench.dist_job:ray_worker`), the process group already up."""
+    import ray.train
+    import ray.train.torch
+
+    from bench.distributed import init_process_group
+    from bench.tracking import MlflowTracker
+
+    job = payload["job"]
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":  # this worker's GPU among those Ray made visible on its node
+        os.environ["LOCAL_RANK"] = str(device.index or 0)
+    rank = init_process_group(device.type)
+    configure_logging(rank.rank)
+    tracker = MlflowTracker(job.experiment, payload["uri"]) if rank.main else None
+    run_rank(job, tracker, _RayReporter(report) if rank.main else None, wait=True)
+
+
 def configure_logging(rank: int) -> None:
     """Rank 0 logs like the CLI (bench's lines on stdout); the other ranks only warnings (one voice per job)."""
     from bench.cli import setup_logging

@@ -133,15 +133,25 @@ def _trial_logging(job) -> None:
     _NAMER.old, _NAMER.new = f"[{job.display_name}]", f"[{trial_name(job)}]"
 
 
-def _trial(config, jobs=None, env=None):
+def _trial(config, jobs=None, env=None, workers=None):
     os.environ.update(env)
+    from bench.dist_job import processes
     from bench.engine import train_one
     from bench.tracking import MlflowTracker
 
     job = jobs[config["run_key"]]
     _trial_logging(job)
     reporter = _TuneReporter()
-    train_one(job, MlflowTracker(job.experiment, env["MLFLOW_TRACKING_URI"]), reporter)
+    n = processes(job)
+    if n > 1:  # one job over n Ray Train workers (their own placement group), this trial only drives them
+        from bench.config import bench_home
+        from bench.sweeps.ray_train import run_torch_trial
+
+        run_torch_trial("bench.dist_job:ray_worker", {"job": job, "uri": env["MLFLOW_TRACKING_URI"]}, n,
+                        use_gpu=workers.get("GPU", 0) > 0, resources_per_worker=workers, reporter=reporter,
+                        storage_path=str(bench_home() / "ray_results"), name=f"{job.run_key}-train", env=env)
+    else:
+        train_one(job, MlflowTracker(job.experiment, env["MLFLOW_TRACKING_URI"]), reporter)
     if reporter.stopped:
         raise SystemExit(0)
 
@@ -192,11 +202,32 @@ class StatusCallback(tune.Callback):
                                     tags={"bench.error": f"trial process failed; see {trial.path}"[:5000]})
 
 
+DRIVER_CPU = 0.01  # a Ray Train trial's own share: it only relays reports between rank 0 and Tune
+
+
+def _train_workers(n: int, resources: dict, max_concurrent: int | None) -> tuple[dict, int]:
+    """Each of a job's n workers gets the per-trial resources (`--resources`, one GPU at most): refuse a job the
+    whole cluster cannot hold, and run at most as many such jobs at once as it can (their drivers hold nothing,
+    so Tune alone would start them all)."""
+    worker = {"CPU": float(resources.get("cpu", 1)), "GPU": 1.0 if resources.get("gpu", 0) > 0 else 0.0}
+    total = ray.cluster_resources()
+    fits = []
+    for key in ("CPU", "GPU"):
+        if worker[key] > 0:
+            need, have = n * worker[key], total.get(key, 0.0)
+            if need > have:
+                raise BenchError(f"--gpus {n} needs {need:g} {key}s for one job ({n} workers x {worker[key]:g}) but the "
+                                 f"Ray cluster has {have:g}: lower --gpus or --resources, or add nodes.")
+            fits.append(int(have // need))
+    return worker, max(1, min([max_concurrent or 10**6, *fits]))
+
+
 def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name: str) -> list[str]:
     """Run `jobs` as Tune trials; returns the run_keys of the trials that failed."""
     import time
 
     from bench.config import bench_home
+    from bench.dist_job import processes
 
     by_key = {j.run_key: j for j in jobs}
     env = {k: v for k, v in os.environ.items() if k.startswith(PASS_ENV)}
@@ -208,7 +239,16 @@ def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name:
         max_t = max(int(j.hparams.get("epochs", 1)) for j in jobs)
         scheduler = ASHAScheduler(time_attr="epoch", max_t=max(max_t, 1), grace_period=opts.asha.get("grace_period", 1),
                                   reduction_factor=opts.asha.get("reduction_factor", 2))
-    trainable = tune.with_resources(tune.with_parameters(_trial, jobs=by_key, env=env), opts.resources)
+    trial_resources, workers, max_concurrent = opts.resources, None, opts.max_concurrent
+    n = max(processes(j) for j in jobs)
+    if n > 1:  # Ray Train trials: the workers hold the resources, the trial only drives them
+        workers, max_concurrent = _train_workers(n, opts.resources, opts.max_concurrent)
+        trial_resources = {"cpu": DRIVER_CPU, "gpu": 0}  # Tune refuses a trial of no resources at all
+        from bench.sweeps.ray_train import quiet_driver_output
+
+        quiet_driver_output()
+    trainable = tune.with_resources(tune.with_parameters(_trial, jobs=by_key, env=env, workers=workers),
+                                    trial_resources)
     status = StatusCallback(by_key, uri, name)
     storage = bench_home() / "ray_results"
     storage.mkdir(parents=True, exist_ok=True)
@@ -216,7 +256,7 @@ def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name:
         trainable,
         param_space={"run_key": tune.grid_search(list(by_key))},
         tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=scheduler, reuse_actors=True,
-                                    max_concurrent_trials=opts.max_concurrent,
+                                    max_concurrent_trials=max_concurrent,
                                     trial_dirname_creator=lambda t: f"{t.config['run_key']}_{t.trial_id}"),
         run_config=tune.RunConfig(name=f"{name}-{time.strftime('%Y%m%d-%H%M%S')}", storage_path=str(storage),
                                   failure_config=tune.FailureConfig(max_failures=opts.max_failures),
