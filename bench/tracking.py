@@ -250,6 +250,8 @@ class MlflowTracker:
             self._monitor = None
         if self.run_id is not None:
             self.client.set_terminated(self.run_id, status=status)
+            if status == "FINISHED":
+                update_column_view(self.client, self.experiment_id, self.run_id)
 
     def run_params(self, run_id: str) -> dict:
         return dict(self.client.get_run(run_id).data.params) if self._alive(run_id) else {}
@@ -342,6 +344,59 @@ class MlflowTracker:
     def delete_runs(self, run_ids) -> None:
         for rid in run_ids:
             self.client.delete_run(rid)
+
+
+# The runs table's first columns. MLflow 3 keeps the columns a user picked in the browser only; the one
+# server-side view it reads is a "shared view": an experiment tag `mlflow.sharedViewState.<key>` holding the
+# UI state as JSON, applied when the runs page is opened with `?viewStateShareKey=<key>` (its Share button
+# writes the same). bench keeps one such view per experiment: the dataset, method, task and seed, and the
+# headline metrics (ID validation, ID test and average OOD at the selected epoch) of its finished runs.
+VIEW_KEY = "bench-headline"
+VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
+VIEW_TAGS = ("bench.method", "bench.task", "bench.seed")
+
+
+def headline_metrics(keys) -> list[str]:
+    """sel/val/<metric> (not the loss), sel/id/<set>/<metric> and sel/ood/avg, in that order."""
+    keys = sorted(set(keys))
+    val = [k for k in keys if k.startswith("sel/val/") and not k.endswith("loss")]
+    return val + [k for k in keys if k.startswith("sel/id/")] + [k for k in keys if k == "sel/ood/avg"]
+
+
+def column_view(metric_keys) -> dict:
+    """The shared view's UI state (MLflow 3.17's runs table: column keys are `<type>.\`<name>\``)."""
+    columns = ["attributes.`Dataset`"] + [f"metrics.`{k}`" for k in headline_metrics(metric_keys)]
+    columns += [f"tags.`{t}`" for t in VIEW_TAGS]
+    return {"selectedColumns": columns, "columnOrder": columns, "runListHidden": False, "viewMaximized": False}
+
+
+def update_column_view(client_, experiment_id: str, run_id: str) -> None:
+    """Add a finished run's headline metrics to its experiment's shared view (rewritten only on a change)."""
+    import json
+
+    try:
+        keys = set(client_.get_run(run_id).data.metrics)
+        tag = client_.get_experiment(experiment_id).tags.get(VIEW_TAG)
+        old = json.loads(tag).get("selectedColumns", []) if tag else []
+        had = {c[len("metrics.`"):-1] for c in old if c.startswith("metrics.`")}
+        view = column_view(had | keys)
+        if view["selectedColumns"] != old:
+            client_.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(view))
+    except Exception as exc:  # a view is a convenience: never fail a run for it
+        import logging
+
+        logging.getLogger("bench").debug("runs table view not updated: %s", exc)
+
+
+def view_query(uri: str, experiment_id: str | None) -> str:
+    """`&viewStateShareKey=...` for a runs link when the experiment has bench's view, else ""."""
+    if not experiment_id:
+        return ""
+    try:
+        tags = client(uri).get_experiment(experiment_id).tags
+    except Exception:
+        return ""
+    return f"&viewStateShareKey={VIEW_KEY}" if VIEW_TAG in tags else ""
 
 
 # System metrics (MLflow's `system/*`: CPU, memory, disk, network, and GPU where pynvml or pyrocml is installed),

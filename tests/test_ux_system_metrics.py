@@ -27,6 +27,22 @@ def test_training_runs_record_system_metrics(bench_home, folder_root):
     assert run.info.status == "FINISHED"
 
 
+def test_finished_runs_maintain_the_headline_column_view(bench_home, folder_root):
+    """The experiment carries MLflow's shared-view tag: dataset, headline metrics, method/task/seed first."""
+    import json
+
+    from bench.tracking import VIEW_KEY, VIEW_TAG, view_query
+
+    assert _run(folder_root, "view") == 0
+    client = MlflowClient(tracking_uri())
+    exp = client.get_experiment_by_name("view")
+    view = json.loads(exp.tags[VIEW_TAG])
+    assert view["selectedColumns"] == ["attributes.`Dataset`", "metrics.`sel/val/top1`", "metrics.`sel/id/test/top1`",
+                                       "metrics.`sel/ood/avg`", "tags.`bench.method`", "tags.`bench.task`",
+                                       "tags.`bench.seed`"]
+    assert view_query(tracking_uri(), exp.experiment_id) == f"&viewStateShareKey={VIEW_KEY}"
+
+
 def test_system_metrics_can_be_turned_off(bench_home, folder_root, monkeypatch):
     monkeypatch.setenv("BENCH_SYSTEM_METRICS", "0")
     assert _run(folder_root, "nosysm") == 0
