@@ -163,15 +163,16 @@ def cmd_run(args) -> int:
 
 def study_link(experiment: str) -> str:
     """Where the experiment's runs are: on the tracking server, or on what `bench ui` serves."""
-    from bench.tracking import client, tracking_uri
+    from bench.tracking import client, tracking_uri, view_query
     from bench.ui import runs_link
 
     uri = tracking_uri()
     exp = client(uri).get_experiment_by_name(experiment)
     exp_id = exp.experiment_id if exp else None
+    view = view_query(uri, exp_id)  # opens on bench's column view (headline metrics, method, task, seed)
     if uri.startswith(("http://", "https://")):
-        return runs_link(uri.rstrip("/"), exp_id)
-    return f"{runs_link('http://127.0.0.1:5000', exp_id)}  (after `bench ui --experiment {experiment}`)"
+        return runs_link(uri.rstrip("/"), exp_id) + view
+    return f"{runs_link('http://127.0.0.1:5000', exp_id)}{view}  (after `bench ui --experiment {experiment}`)"
 
 
 def print_plan(plan, states=None) -> None:
