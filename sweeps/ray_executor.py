@@ -42,7 +42,7 @@ class _DropRayNoise(logging.Filter):
 
 def quiet_console() -> None:
     """Ray's console for bench: no colour codes when stdout is not a terminal (piped, a log file), Ray's
-    start-up notices off; the trial lines are bench's own (`_TrialLines`, `_trial_logging`)."""
+    start-up notices off; the trial lines are bench's own (`StatusCallback`, `_trial_logging`)."""
     if not sys.stdout.isatty():
         os.environ.setdefault("RAY_COLOR_PREFIX", "0")  # read per printed line: no colour around "(pid=...)"
     ray_logger = logging.getLogger("ray")
