@@ -11,9 +11,11 @@ It runs, each step timed and recorded even if another fails:
 1. `bench perf` at real scale: ViT-B/16 with random weights (`--pretrained none`), FLYP and FT at batch 256 in
    bf16, engine vs bare vs reference-style loop, peak memory, FLOPs per sample and MFU, evaluation and
    JPEG-loader throughput, the LP probe on the GPU against scikit-learn;
-2. a short FLYP job on fake ImageNet-layout data (the distribution-shift suite's imagenet task: a 1,000-class
+2. FLYP at a global batch of 512 with gradient caching in chunks of 128 against batch 128 without (issue 11):
+   throughput and peak memory of each;
+3. a short FLYP job on fake ImageNet-layout data (the distribution-shift suite's imagenet task: a 1,000-class
    x 80-template zero-shot head every epoch, the chunked prompt encoder's real load), without MLflow.
-Results: $OUT/perf-vitb16.json, $OUT/flyp-short.json and $OUT/summary.json.
+Results: $OUT/perf-vitb16.json, $OUT/perf-grad-cache.json, $OUT/flyp-short.json and $OUT/summary.json.
 """
 from __future__ import annotations
 
@@ -39,6 +41,16 @@ def perf_step(out: Path) -> dict:
     code = main(["perf", "--model", "ViT-B-16", "--pretrained", "none", "--method", "flyp,ft", "--batch-size", "256",
                  "--precision", "bf16", "--steps", "10", "--warmup-steps", "5", "--repeats", "3",
                  "--loader-images", "512", "--out", str(out / "perf-vitb16.json")])
+    return {"exit_code": code}
+
+
+def cache_step(out: Path) -> dict:
+    """Issue 11: FLYP's global batch of 512 by gradient caching in chunks of 128, against batch 128 plain."""
+    from bench.cli import main
+
+    code = main(["perf", "--model", "ViT-B-16", "--pretrained", "none", "--method", "flyp", "--batch-size", "512",
+                 "--micro-batch", "128", "--precision", "bf16", "--steps", "4", "--warmup-steps", "2", "--repeats", "2",
+                 "--skip", "reference,eval,loader,lp,flops", "--out", str(out / "perf-grad-cache.json")])
     return {"exit_code": code}
 
 
@@ -78,7 +90,9 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary = {"gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None, "torch": torch.__version__}
     with tempfile.TemporaryDirectory() as tmp:
-        for name, step in (("perf", lambda: perf_step(out)), ("flyp_short", lambda: flyp_step(out, Path(tmp)))):
+        steps = (("perf", lambda: perf_step(out)), ("grad_cache", lambda: cache_step(out)),
+                 ("flyp_short", lambda: flyp_step(out, Path(tmp))))
+        for name, step in steps:
             t0 = time.time()
             try:
                 summary[name] = {"ok": True, **step()}

@@ -64,11 +64,11 @@ class _Setup:
                        for _, y in self.batches]
 
 
-def _engine_loop(s: _Setup, prec, device, steps: int) -> None:
+def _engine_loop(s: _Setup, prec, device, steps: int, micro_batch: int = 0) -> None:
     from bench.engine import run_steps
 
     run_steps(s.method, (s.batches[i % len(s.batches)] for i in range(steps)), s.optimizer, s.params, s.hp, prec,
-              s.scaler, device, first_step=0, total_steps=10 ** 6)
+              s.scaler, device, first_step=0, total_steps=10 ** 6, micro_batch=micro_batch)
 
 
 def _bare_loop(s: _Setup, prec, device, steps: int, method_name: str) -> None:
@@ -180,6 +180,33 @@ def _train_benchmark(loaded, method_name, args, device, prec, batch, skip) -> di
     return out
 
 
+def _micro_batch_benchmark(loaded, method_name, args, device, prec, batch) -> dict:
+    """The engine at `batch` in chunks of `--micro-batch` (gradient caching for FLYP, accumulation for FT)
+    against the engine at the chunk size as its whole batch: what a big global batch costs where only the
+    small one fits. Run one after the other (not interleaved), so that each peak memory is its own."""
+    micro = args.micro_batch
+    out = {}
+    for label, b, m in (("chunked", batch, micro), ("plain", micro, 0)):
+        s = _Setup(loaded, method_name, b, 2, device, prec, args.compile)
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        _engine_loop(s, prec, device, args.warmup_steps, m)
+        rates = []
+        for _ in range(args.repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            _engine_loop(s, prec, device, args.steps, m)
+            _sync(device)
+            rates.append(args.steps * b / (time.perf_counter() - t0))
+        out[label] = {"batch": b, "micro_batch": m, **_stats(rates)}
+        if device.type == "cuda":
+            out[label]["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2 ** 30
+        del s
+    out["chunked_vs_plain"] = out["chunked"]["median"] / out["plain"]["median"]
+    return out
+
+
 def _eval_benchmark(loaded, args, device, prec, batch) -> dict:
     s = _Setup(loaded, "zeroshot", batch, 2, device, prec, args.compile)
     classify = s.method.classifier()
@@ -252,6 +279,8 @@ def run(args) -> int:
     batch = args.batch_size or (256 if device.type == "cuda" else 64)
     if batch < 1 or args.steps < 1 or args.repeats < 1:
         raise BenchError("--batch-size, --steps and --repeats must be >= 1.")
+    if args.micro_batch and not 0 < args.micro_batch < batch:
+        raise BenchError(f"--micro-batch must be between 1 and the batch size - 1 ({batch - 1}), got {args.micro_batch}.")
     pretrained = args.pretrained or ("default" if args.model == "toy-clip" else None)
     loaded = load_model(args.model, pretrained, device=str(device))
     peak = args.peak_tflops or next((v for k, v in PEAKS_TFLOPS.items()
@@ -266,6 +295,14 @@ def run(args) -> int:
             res["mfu"] = res["engine"]["median"] * res["flops_per_sample"] / (peak * 1e12)
         report["train"][m] = res
         _print_train(m, res)
+        if args.micro_batch:
+            res["micro_batch"] = mb = _micro_batch_benchmark(loaded, m, args, device, prec, batch)
+            for label in ("chunked", "plain"):
+                r = mb[label]
+                mem = f", peak memory {r['peak_memory_gib']:.1f} GiB" if "peak_memory_gib" in r else ""
+                print(f"  batch {r['batch']:>5} micro-batch {r['micro_batch'] or '-':>5}: {r['median']:10.1f} samples/s "
+                      f"({r['min']:.1f}-{r['max']:.1f}){mem}")
+            print(f"  chunked/plain {mb['chunked_vs_plain']:.3f} (the price of the big batch per sample)")
     if "eval" not in skip:
         report["eval"] = _eval_benchmark(loaded, args, device, prec, batch)
         print(f"eval      {report['eval']['median']:10.1f} samples/s  (min {report['eval']['min']:.1f}, "

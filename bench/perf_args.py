@@ -8,6 +8,9 @@ def add_parser(sub) -> None:
     p.add_argument("--pretrained", help="weights (default: the bundled toy-clip checkpoint, else none = random init)")
     p.add_argument("--method", default="flyp,ft", help="comma-separated: flyp, ft (default both)")
     p.add_argument("--batch-size", type=int, help="training batch (default 64 on CPU, 256 on GPU)")
+    p.add_argument("--micro-batch", type=int, default=0, metavar="N",
+                   help="also time the engine at --batch-size in chunks of N (gradient caching for FLYP, accumulation "
+                        "for FT) against the engine at batch N, with each one's peak memory on GPUs")
     p.add_argument("--steps", type=int, default=8, help="timed steps per repetition (default 8)")
     p.add_argument("--warmup-steps", type=int, default=3, help="untimed steps before timing (default 3)")
     p.add_argument("--repeats", type=int, default=5, help="interleaved repetitions (default 5)")

@@ -70,3 +70,17 @@ def test_bench_perf_prints_its_table_and_writes_json(tmp_path, capsys):
     for method in ("flyp", "ft"):
         train = report["train"][method]
         assert train["engine"]["runs"] == 2 and train["flops_per_sample"] > 0 and train["engine_vs_bare"] > 0
+
+
+def test_bench_perf_times_micro_batches_against_the_small_batch(tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "perf.json"
+    assert main(["perf", "--model", "bench-tiny", "--steps", "1", "--warmup-steps", "1", "--repeats", "1",
+                 "--batch-size", "8", "--micro-batch", "4", "--skip", "reference,eval,loader,lp,flops",
+                 "--out", str(out)]) == 0
+    assert "chunked/plain" in capsys.readouterr().out
+    for method in ("flyp", "ft"):
+        mb = json.loads(out.read_text())["train"][method]["micro_batch"]
+        assert (mb["chunked"]["batch"], mb["chunked"]["micro_batch"], mb["plain"]["batch"]) == (8, 4, 4)
+        assert mb["chunked_vs_plain"] > 0
