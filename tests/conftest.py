@@ -89,3 +89,13 @@ def interrupted_and_straight(job, straight_home, monkeypatch):
     straight = train_one(job)
     monkeypatch.setenv("BENCH_HOME", home)
     return resumed, straight
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A real Ray runtime on this machine's 2 CPUs for a test module, shut down after it."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -32,6 +32,20 @@ def _checkpointed(home) -> bool:
     return any((home / "jobs").glob("*/checkpoint.pt*")) if (home / "jobs").is_dir() else False
 
 
+def _start_until_checkpoint(home, args) -> subprocess.Popen:
+    """`bench ARGS` on a fresh `home` in a session of its own, returned once its first epoch is checkpointed."""
+    home.mkdir()
+    shutil.copy(TEMPLATE[0], home / "mlflow.db")
+    env = {**os.environ, "BENCH_HOME": str(home), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], env=env, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while not _checkpointed(home) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    return proc
+
+
 def test_killed_two_process_job_resumes_to_the_uninterrupted_result(data):
     root, folder = data
     args = ["run", "--folder", str(folder), "--methods", "flyp", *ARGS]
@@ -42,18 +56,10 @@ def test_killed_two_process_job_resumes_to_the_uninterrupted_result(data):
     assert ref["status"] == ["FINISHED"] and ref["sel"]
 
     home = root / "killed"
-    home.mkdir()
-    shutil.copy(TEMPLATE[0], home / "mlflow.db")
-    env = {**os.environ, "BENCH_HOME": str(home), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not _checkpointed(home) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
+    proc = _start_until_checkpoint(home, args)
     os.killpg(proc.pid, signal.SIGKILL)  # the launcher and both ranks, with no chance to clean up
     proc.wait()
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read()[-3000:]
+    assert proc.returncode == -signal.SIGKILL, proc.stdout.read()[-3000:]
     assert not (home / "jobs" / key / "done.json").exists(), "the job finished before the kill"
 
     resumed = bench(home, args)
@@ -94,16 +100,8 @@ def _follower_pids(root_pid: int, home) -> list[int]:
 def test_a_dead_rank_fails_the_run_and_the_rerun_resumes_it(data):
     root, folder = data
     home = root / "dead-rank"
-    home.mkdir()
-    shutil.copy(TEMPLATE[0], home / "mlflow.db")
     args = ["run", "--folder", str(folder), "--methods", "ft", *ARGS]
-    env = {**os.environ, "BENCH_HOME": str(home), "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
-    env.pop("MLFLOW_TRACKING_URI", None)
-    proc = subprocess.Popen([sys.executable, "-m", "bench", *args], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.time() + 300
-    while not _checkpointed(home) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
+    proc = _start_until_checkpoint(home, args)
     followers = _follower_pids(proc.pid, home)
     assert proc.poll() is None, "the job finished before the kill"
     assert len(followers) == 1, followers

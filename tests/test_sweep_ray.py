@@ -20,12 +20,6 @@ from bench.sweeps.sweep import build_sweep  # noqa: E402
 
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 class KillAtEpoch(tune.Callback):

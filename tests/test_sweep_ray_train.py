@@ -11,14 +11,6 @@ ray = pytest.importorskip("ray")
 
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_ray_train_trial_runs_one_job_on_two_workers(bench_home, folder_root, tmp_path, ray_session):
     from mlflow.tracking import MlflowClient
 
