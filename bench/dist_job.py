@@ -64,7 +64,7 @@ def launch_local(job, uri: str, nproc: int, wait: bool = False) -> dict:
 
     from bench.lifecycle import Busy
 
-    _check_devices(job, nproc)
+    check_local_gpus(nproc, job.runtime.get("device"))
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, run_id=f"bench-{job.run_key}-{os.getpid()}",
                           rdzv_backend="c10d", rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0,
                           monitor_interval=0.5, start_method="spawn", local_addr="127.0.0.1")
@@ -87,15 +87,18 @@ def launch_local(job, uri: str, nproc: int, wait: bool = False) -> dict:
     return out.get("summary")
 
 
-def _check_devices(job, nproc: int) -> None:
+def check_local_gpus(nproc: int, device: str | None) -> None:
+    """`--gpus N` on this machine: N GPUs must be there, unless `--device cpu` asks for N CPU processes."""
     import torch
 
-    device = str(job.runtime.get("device") or "auto")
-    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
-        have = torch.cuda.device_count()
-        if nproc > have:
-            raise BenchError(f"--gpus {nproc} asks for {nproc} GPUs but this machine has {have}: use --gpus {have} "
-                             "or run across nodes (README, 'More than one GPU').")
+    device = str(device or "auto")
+    if nproc <= 1 or device == "cpu":
+        return
+    have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if nproc > have:
+        hint = "add --device cpu to run that many CPU processes (gloo) instead" if have == 0 else f"use --gpus {have}"
+        raise BenchError(f"--gpus {nproc} asks for {nproc} GPUs but this machine has {have}: {hint}, or run across "
+                         "nodes (README, 'More than one GPU').")
 
 
 def _free_port() -> int:

@@ -105,6 +105,10 @@ def runtime_from(args, resources: dict | None = None) -> dict:
         raise BenchError(f"--micro-batch must be an integer >= 0 (0: the whole batch at once), got {args.micro_batch}.")
     if args.gpus < 1:
         raise BenchError(f"--gpus must be an integer >= 1 (processes per training job), got {args.gpus}.")
+    if getattr(args, "executor", "local") == "local":
+        from bench.dist_job import check_local_gpus
+
+        check_local_gpus(args.gpus, args.device)
     if args.log_every < 1:
         raise BenchError(f"--log-every must be an integer >= 1 (steps between MLflow points), got {args.log_every}.")
     # Under Ray the jobs run on the cluster's nodes: check the device name here, its existence there.
