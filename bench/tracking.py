@@ -349,8 +349,8 @@ class MlflowTracker:
 # The runs table's first columns. MLflow 3 keeps the columns a user picked in the browser only; the one
 # server-side view it reads is a "shared view": an experiment tag `mlflow.sharedViewState.<key>` holding the
 # UI state as JSON, applied when the runs page is opened with `?viewStateShareKey=<key>` (its Share button
-# writes the same). bench keeps one such view per experiment: the dataset, method, task and seed, and the
-# headline metrics (ID validation, ID test and average OOD at the selected epoch) of its finished runs.
+# writes the same). bench keeps one such view per experiment: the headline metrics (ID validation, ID test and
+# average OOD at the selected epoch) of its finished runs, then method, task and seed.
 VIEW_KEY = "bench-headline"
 VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
 VIEW_TAGS = ("bench.method", "bench.task", "bench.seed")
@@ -365,8 +365,9 @@ def headline_metrics(keys) -> list[str]:
 
 def column_view(metric_keys) -> dict:
     """The shared view's UI state (MLflow 3.17's runs table: column keys are `<type>.\`<name>\``)."""
-    columns = ["attributes.`Dataset`"] + [f"metrics.`{k}`" for k in headline_metrics(metric_keys)]
-    columns += [f"tags.`{t}`" for t in VIEW_TAGS]
+    # No Dataset column: the table puts attributes before metrics, and its width pushed the headline metrics
+    # off screen (the run name carries the task; Columns > Dataset brings it back).
+    columns = [f"metrics.`{k}`" for k in headline_metrics(metric_keys)] + [f"tags.`{t}`" for t in VIEW_TAGS]
     return {"selectedColumns": columns, "columnOrder": columns, "runListHidden": False, "viewMaximized": False}
 
 

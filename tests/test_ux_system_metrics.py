@@ -28,7 +28,7 @@ def test_training_runs_record_system_metrics(bench_home, folder_root):
 
 
 def test_finished_runs_maintain_the_headline_column_view(bench_home, folder_root):
-    """The experiment carries MLflow's shared-view tag: dataset, headline metrics, method/task/seed first."""
+    """The experiment carries MLflow's shared-view tag: headline metrics, then method/task/seed."""
     import json
 
     from bench.tracking import VIEW_KEY, VIEW_TAG, view_query
@@ -37,7 +37,7 @@ def test_finished_runs_maintain_the_headline_column_view(bench_home, folder_root
     client = MlflowClient(tracking_uri())
     exp = client.get_experiment_by_name("view")
     view = json.loads(exp.tags[VIEW_TAG])
-    assert view["selectedColumns"] == ["attributes.`Dataset`", "metrics.`sel/val/top1`", "metrics.`sel/id/test/top1`",
+    assert view["selectedColumns"] == ["metrics.`sel/val/top1`", "metrics.`sel/id/test/top1`",
                                        "metrics.`sel/ood/avg`", "tags.`bench.method`", "tags.`bench.task`",
                                        "tags.`bench.seed`"]
     assert view_query(tracking_uri(), exp.experiment_id) == f"&viewStateShareKey={VIEW_KEY}"
