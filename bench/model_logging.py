@@ -8,6 +8,7 @@ records the model's URI and the weights' digest, so rerunning the same command l
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import tempfile
@@ -65,6 +66,27 @@ def _requirements() -> list[str]:
     return reqs
 
 
+@contextlib.contextmanager
+def _tracking_uri(uri: str):
+    """MLflow's fluent API (log_model) on `uri` for the block; the global URI and MLFLOW_TRACKING_URI (which
+    mlflow.set_tracking_uri also sets, for subprocesses) are put back after."""
+    import os
+
+    import mlflow
+    from mlflow.tracking._tracking_service import utils
+
+    before, env = getattr(utils, "_tracking_uri", None), os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)
+        if env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = env
+
+
 def log_model(job, run_id: str, selected: Path, register: str | None = None, uri: str | None = None) -> str:
     """Log `selected` (a job's selected.pt) as the pyfunc model of MLflow run `run_id`; returns its URI."""
     import os
@@ -82,8 +104,7 @@ def log_model(job, run_id: str, selected: Path, register: str | None = None, uri
     head = saved.get("bench_head")
     n_classes = head["weight"].shape[0] if head is not None else len(meta["classnames"])
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    mlflow.set_tracking_uri(uri)
-    with tempfile.TemporaryDirectory() as tmp:
+    with _tracking_uri(uri), tempfile.TemporaryDirectory() as tmp:
         meta_path = Path(tmp) / "meta.json"
         meta_path.write_text(json.dumps(meta, indent=1))
         artifacts = {"weights": str(selected), "meta": str(meta_path)}

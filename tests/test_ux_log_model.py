@@ -1,12 +1,14 @@
 """`bench run --log-model --register NAME`: the selected weights become an MLflow model that loads back (with
 open_clip only) and gives the logits bench evaluates with; the registry gets a version."""
 import json
+import os
 
 import numpy as np
 import torch
 from mlflow.tracking import MlflowClient
 
 from bench.cli import main
+from bench.model_logging import _tracking_uri
 from bench.tracking import tracking_uri
 
 
@@ -34,6 +36,7 @@ def test_log_model_loads_back_with_the_same_logits(bench_home, folder_root, caps
             "--experiment", "logmodel", "--log-model", "--register", "tiny-clf"]
     assert main(argv) == 0
     assert "model logged: models:/" in capsys.readouterr().out
+    assert "MLFLOW_TRACKING_URI" not in os.environ  # the upload leaves no process-wide store behind
     client = MlflowClient(tracking_uri())
     exp = client.get_experiment_by_name("logmodel")
     runs = {r.data.tags["bench.method"]: r for r in client.search_runs([exp.experiment_id])}
@@ -43,9 +46,11 @@ def test_log_model_loads_back_with_the_same_logits(bench_home, folder_root, caps
         assert run.info.status == "FINISHED"
         job_dir = bench_home / "jobs" / run.data.tags["bench.run_key"]
         done = json.loads((job_dir / "done.json").read_text())
-        assert run.info.end_time <= done["time"] * 1000  # reopened for the upload, its end time kept
+        (output,) = run.outputs.model_outputs  # reopened for the upload, the run keeps the end time of its job
+        assert run.info.end_time < client.get_logged_model(output.model_id).creation_timestamp
         model_uri = run.data.tags["bench.logged_model"].split(" ")[0]
-        model = mlflow.pyfunc.load_model(model_uri)
+        with _tracking_uri(tracking_uri()):
+            model = mlflow.pyfunc.load_model(model_uri)
         shape = model.metadata.signature.inputs.inputs[0].shape
         images = rng.standard_normal((3, *shape[1:])).astype(np.float32)
         got = model.predict(images)
