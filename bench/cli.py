@@ -163,7 +163,8 @@ def cmd_run(args) -> int:
 
 def study_link(experiment: str) -> str:
     """Where the experiment's runs are: on the tracking server, or on what `bench ui` serves."""
-    from bench.tracking import client, tracking_uri, view_query
+    from bench.column_view import view_query
+    from bench.tracking import client, tracking_uri
     from bench.ui import runs_link
 
     uri = tracking_uri()

@@ -1,4 +1,5 @@
-"""MLflow tracking: the only module that imports mlflow.
+"""MLflow tracking (with bench/column_view.py and bench/system_metrics.py, the modules that talk to MLflow's
+runs; bench/model_logging.py logs models).
 
 Store: `sqlite:///$BENCH_HOME/mlflow.db` unless MLFLOW_TRACKING_URI is set (the file store is refused by
 current MLflow). One experiment per suite with an explicit artifact location under BENCH_HOME (otherwise
@@ -18,7 +19,9 @@ import subprocess
 from pathlib import Path
 from typing import Protocol
 
+from bench.column_view import update_column_view
 from bench.config import bench_home
+from bench.system_metrics import start_system_metrics
 
 UNFINISHED = ("RUNNING", "FAILED", "KILLED", "SCHEDULED")
 
@@ -344,109 +347,6 @@ class MlflowTracker:
     def delete_runs(self, run_ids) -> None:
         for rid in run_ids:
             self.client.delete_run(rid)
-
-
-# The runs table's first columns. MLflow 3 keeps the columns a user picked in the browser only; the one
-# server-side view it reads is a "shared view": an experiment tag `mlflow.sharedViewState.<key>` holding the
-# UI state as JSON, applied when the runs page is opened with `?viewStateShareKey=<key>` (its Share button
-# writes the same). bench keeps one such view per experiment: the headline metrics (ID validation, ID test and
-# average OOD at the selected epoch) of its finished runs, then method, task and seed.
-VIEW_KEY = "bench-headline"
-VIEW_TAG = f"mlflow.sharedViewState.{VIEW_KEY}"
-VIEW_TAGS = ("bench.method", "bench.task", "bench.seed")
-
-
-def headline_metrics(keys) -> list[str]:
-    """sel/val/<metric> (not the loss), sel/id/<set>/<metric> and sel/ood/avg, in that order."""
-    keys = sorted(set(keys))
-    val = [k for k in keys if k.startswith("sel/val/") and not k.endswith("loss")]
-    return val + [k for k in keys if k.startswith("sel/id/")] + [k for k in keys if k == "sel/ood/avg"]
-
-
-def column_view(metric_keys) -> dict:
-    """The shared view's UI state (MLflow 3.17's runs table: column keys are `<type>.\`<name>\``)."""
-    # No Dataset column: the table puts attributes before metrics, and its width pushed the headline metrics
-    # off screen (the run name carries the task; Columns > Dataset brings it back).
-    columns = [f"metrics.`{k}`" for k in headline_metrics(metric_keys)] + [f"tags.`{t}`" for t in VIEW_TAGS]
-    return {"selectedColumns": columns, "columnOrder": columns, "runListHidden": False, "viewMaximized": False}
-
-
-def update_column_view(client_, experiment_id: str, run_id: str) -> None:
-    """Add a finished run's headline metrics to its experiment's shared view (rewritten only on a change)."""
-    import json
-
-    try:
-        keys = set(client_.get_run(run_id).data.metrics)
-        tag = client_.get_experiment(experiment_id).tags.get(VIEW_TAG)
-        old = json.loads(tag).get("selectedColumns", []) if tag else []
-        had = {c[len("metrics.`"):-1] for c in old if c.startswith("metrics.`")}
-        view = column_view(had | keys)
-        if view["selectedColumns"] != old:
-            client_.set_experiment_tag(experiment_id, VIEW_TAG, json.dumps(view))
-    except Exception as exc:  # a view is a convenience: never fail a run for it
-        import logging
-
-        logging.getLogger("bench").debug("runs table view not updated: %s", exc)
-
-
-def view_query(uri: str, experiment_id: str | None) -> str:
-    """`&viewStateShareKey=...` for a runs link when the experiment has bench's view, else ""."""
-    if not experiment_id:
-        return ""
-    try:
-        tags = client(uri).get_experiment(experiment_id).tags
-    except Exception:
-        return ""
-    return f"&viewStateShareKey={VIEW_KEY}" if VIEW_TAG in tags else ""
-
-
-# System metrics (MLflow's `system/*`: CPU, memory, disk, network, and GPU where pynvml or pyrocml is installed),
-# sampled in a thread of the process that trains. Off with BENCH_SYSTEM_METRICS=0 or
-# MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=false; MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL changes the period.
-SYSTEM_METRICS_INTERVAL_S = 10.0
-
-
-def system_metrics_enabled() -> bool:
-    off = ("0", "false", "no", "off")
-    if os.environ.get("BENCH_SYSTEM_METRICS", "").strip().lower() in off:
-        return False
-    return os.environ.get("MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING", "").strip().lower() not in off
-
-
-def start_system_metrics(run_id: str, uri: str, resumed: bool = False):
-    """A started monitor that logs `system/*` metrics to `run_id` until `.finish()`; None when disabled or
-    unavailable (psutil missing). Cheap: one psutil sample and one small batch write per interval."""
-    import logging
-
-    if not system_metrics_enabled():
-        return None
-    try:
-        import psutil  # noqa: F401  (MLflow's monitors need it)
-        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-    except ImportError:
-        return None
-    # MLflow says at INFO when monitoring starts and stops, and which GPU library is missing, for every run.
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
-
-    class Monitor(SystemMetricsMonitor):
-        def finish(self):
-            """MLflow's own finish drops the samples of an unfinished interval (all of a short run's): log them."""
-            super().finish()
-            try:
-                if any(m._metrics for m in self.monitors):
-                    self.publish_metrics(self.aggregate_metrics())
-                    self.mlflow_logger.flush()
-            except Exception as exc:  # a metrics hiccup must never fail the job
-                logging.getLogger("bench").debug("system metrics: %s", exc)
-
-    try:
-        monitor = Monitor(run_id, sampling_interval=SYSTEM_METRICS_INTERVAL_S, resume_logging=resumed,
-                          tracking_uri=uri)
-        monitor.start()
-        return monitor
-    except Exception as exc:
-        logging.getLogger("bench").debug("system metrics unavailable: %s", exc)
-        return None
 
 
 def _search_all(client_, experiment_id: str, filter_string: str = "") -> list:

@@ -92,7 +92,7 @@ def serve(port: int, experiment: str | None, open_browser: bool = False, ready_t
             if time.monotonic() > deadline:
                 raise BenchError(f"The MLflow server did not answer on {base} within {ready_timeout:.0f} s.")
             time.sleep(0.5)
-        from bench.tracking import view_query
+        from bench.column_view import view_query
 
         link = runs_link(base, exp_id) + view_query(uri, exp_id)  # opens on bench's headline columns
         print(f"MLflow UI ready: {link}\n(Ctrl-C stops it)", flush=True)

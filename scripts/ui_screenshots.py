@@ -120,7 +120,8 @@ def with_view(link: str, home: Path, experiment_id: str) -> str:
     if "viewStateShareKey=" in link:
         return link
     os.environ["BENCH_HOME"] = str(home)
-    from bench.tracking import tracking_uri, view_query
+    from bench.column_view import view_query
+    from bench.tracking import tracking_uri
 
     return link + view_query(tracking_uri(), experiment_id)
 

@@ -31,7 +31,7 @@ def test_finished_runs_maintain_the_headline_column_view(bench_home, folder_root
     """The experiment carries MLflow's shared-view tag: headline metrics, then method/task/seed."""
     import json
 
-    from bench.tracking import VIEW_KEY, VIEW_TAG, view_query
+    from bench.column_view import VIEW_KEY, VIEW_TAG, view_query
 
     assert _run(folder_root, "view") == 0
     client = MlflowClient(tracking_uri())
