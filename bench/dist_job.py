@@ -198,6 +198,7 @@ def configure_logging(rank: int) -> None:
     setup_logging()
     if rank != 0:
         logging.getLogger("bench").setLevel(logging.WARNING)
+        logging.getLogger().setLevel(logging.ERROR)  # libraries' warnings (open_clip's) are rank 0's to print
         os.environ["TQDM_DISABLE"] = "1"
 
 
