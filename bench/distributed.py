@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 
 BUCKET_BYTES = 32 << 20  # gradients all-reduced in flat buckets of this size (one collective per bucket)
+# How long a rank waits in a collective. Long, because the other ranks wait while rank 0 alone does some work
+# (an LP-FT probe's features of the whole training set, a checkpoint); a rank that dies is noticed at once by
+# the launcher (elastic agent, Ray Train), not through this timeout.
+COLLECTIVE_TIMEOUT = timedelta(seconds=int(os.environ.get("BENCH_COLLECTIVE_TIMEOUT_S", 2 * 3600)))
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,7 @@ def init_process_group(device_type: str) -> Rank:
     """Join the group that the launcher (torch elastic, Ray Train) described in the environment: NCCL for GPUs,
     gloo for CPU. A group already set up (Ray Train's TorchConfig does it) is kept."""
     if not (dist.is_available() and dist.is_initialized()):
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
     return current()
 
 

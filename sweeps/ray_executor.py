@@ -147,12 +147,14 @@ def _trial(config, jobs=None, env=None, workers=None):
         import time
 
         from bench.config import bench_home
+        from bench.distributed import COLLECTIVE_TIMEOUT
         from bench.sweeps.ray_train import run_torch_trial
 
         run_torch_trial("bench.dist_job:ray_worker", {"job": job, "uri": env["MLFLOW_TRACKING_URI"]}, n,
                         use_gpu=workers.get("GPU", 0) > 0, resources_per_worker=workers, reporter=reporter,
                         storage_path=str(bench_home() / "ray_results"),
-                        name=f"{job.run_key}-train-{time.strftime('%Y%m%d-%H%M%S')}", env=env)  # one per attempt
+                        name=f"{job.run_key}-train-{time.strftime('%Y%m%d-%H%M%S')}", env=env,  # one per attempt
+                        timeout_s=int(COLLECTIVE_TIMEOUT.total_seconds()))
     else:
         train_one(job, MlflowTracker(job.experiment, env["MLFLOW_TRACKING_URI"]), reporter)
     if reporter.stopped:
