@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install demo test test-fast lint-imports clean
 
 install: $(STAMP)
 
@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/bench run
 
-test: $(STAMP)
+# The architecture's rules (pyproject.toml, [tool.importlinter]) are checked before the tests.
+lint-imports: $(STAMP)
+	$(PY) scripts/lint_imports.py
+
+test: lint-imports
 	$(PY) -m pytest -q
+
+# The inner loop: everything but the slow tests (subprocess kills, Ray, several processes, UI servers).
+test-fast: lint-imports
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf runs .pytest_cache

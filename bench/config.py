@@ -14,7 +14,7 @@ from pathlib import Path
 from bench.errors import BenchError, did_you_mean
 
 # Engine-level hyperparameters every training method uses (paper-scale defaults: ImageNet, ViT-B/16).
-# Where no layer sets batch_size or warmup, bench/fit.py derives them from the training set's size.
+# Where no layer sets batch_size or warmup, bench/train/fitted_defaults.py derives them from the training set's size.
 COMMON_HPARAMS = {
     "lr": 1e-5,
     "wd": 0.1,

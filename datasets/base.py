@@ -50,7 +50,7 @@ class DatasetSource:
 
     def official_metrics(self, split: str, logits, labels, metadata) -> dict[str, float] | None:
         """Dataset-defined metrics (e.g. WILDS' own eval: F1-macro_all, acc_worst_region) on projected
-        logits; a task's `metric` may name any key returned here. None: only bench.metrics apply."""
+        logits; a task's `metric` may name any key returned here. None: only bench.train.metrics apply."""
         return None
 
     def details(self) -> dict:

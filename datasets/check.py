@@ -90,12 +90,11 @@ def format_rows(rows: list[dict], root: Path) -> str:
     return "\n".join(lines + [summary])
 
 
-def check(suite_name: str | None, root: Path) -> tuple[str, int]:
-    """The report and an exit code (1 when a dataset is missing or unreadable)."""
-    if suite_name:
-        from bench.suites import load_suite
-
-        specs = suite_datasets(load_suite(suite_name))
+def check(suite: dict | None, root: Path) -> tuple[str, int]:
+    """The report for a loaded suite (None: every real dataset) and an exit code (1 when a dataset is missing or
+    unreadable)."""
+    if suite:
+        specs = suite_datasets(suite)
     else:
         specs = [{"name": n} for n in real_dataset_names()]
     rows = [check_dataset(spec, root) for spec in specs]

@@ -12,14 +12,9 @@ Two strengths, chosen per loader:
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
-
-def digest(*parts) -> str:
-    """16 hex digits of sha256 over the parts' repr: stable across processes and Python runs."""
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[:16]
 
 
 def file_tree(root: Path, names=None) -> list[tuple]:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from bench.datasets.base import DatasetSource, check_templates
-from bench.datasets.fingerprint import digest, file_tree
+from bench.datasets.fingerprint import file_tree
+from bench.hashing import digest
 from bench.datasets.images import ImageListDataset, list_images
 from bench.errors import BenchError
 

@@ -14,7 +14,8 @@ from typing import Callable
 import numpy as np
 
 from bench.datasets.base import DatasetSource
-from bench.datasets.fingerprint import digest, dir_tree
+from bench.datasets.fingerprint import dir_tree
+from bench.hashing import digest
 from bench.datasets.images import IMAGE_SUFFIXES, ImageListDataset
 from bench.errors import BenchError
 

@@ -15,7 +15,8 @@ from typing import Callable
 from torch.utils.data import Dataset
 
 from bench.datasets.base import DatasetSource
-from bench.datasets.fingerprint import digest, dir_tree
+from bench.datasets.fingerprint import dir_tree
+from bench.hashing import digest
 from bench.datasets.images import load_rgb
 from bench.datasets.prompts import classnames, templates
 from bench.datasets.real import DataInfo, data_root, image_names, missing

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterable
 import torch
 from torch import nn
 
-from bench.heads import LinearHead, zeroshot_head
+from bench.model.heads import LinearHead, zeroshot_head
 
 
 @dataclass

@@ -14,8 +14,8 @@ import math
 import torch
 
 from bench.errors import BenchError
-from bench.distributed import current
-from bench.losses import clip_loss, gather_batch, pretraining_objective, siglip_loss
+from bench.runtime.distributed import current
+from bench.model.losses import clip_loss, gather_batch, pretraining_objective, siglip_loss
 from bench.methods.base import Method, MethodContext, set_requires_grad
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 
-from bench.heads import zeroshot_head
+from bench.model.heads import zeroshot_head
 from bench.methods.base import Method, MethodContext, image_tower_parameters, set_requires_grad
 
 

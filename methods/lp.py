@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.heads import LinearHead
-from bench.logreg import select_logreg
+from bench.model.heads import LinearHead
+from bench.model.logreg import select_logreg
 from bench.methods.base import Method, MethodContext
 
 DEFAULT_C_GRID = [10.0 ** (k / 2) for k in range(-4, 9)]  # 1e-2 ... 1e4, half-decade steps

@@ -6,12 +6,12 @@ FLYP-CE, whose heads come from the text tower, both towers and the temperature a
 head is rebuilt from the interpolated text tower (interpolating two built heads would be wrong: the head
 is a normalised, nonlinear function of the text weights).
 
-This module holds the interpolation and the derived jobs; bench/wiseft_eval.py evaluates them under the
+This module holds the interpolation and the derived jobs; bench/jobs/wiseft.py evaluates them under the
 job lifecycle.
 """
 from __future__ import annotations
 
-from bench.jobs import Job
+from bench.spec.job import Job
 
 
 class WiseFT:

@@ -1,5 +1,5 @@
 """Zero-shot CLIP: the head is built from class prompts; nothing trains."""
-from bench.heads import zeroshot_head
+from bench.model.heads import zeroshot_head
 from bench.methods.base import Method, MethodContext
 
 

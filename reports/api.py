@@ -42,7 +42,7 @@ def _task_order(name: str | None) -> list[str]:
     if not name:
         return []
     try:
-        from bench.suites import load_suite
+        from bench.spec.suites import load_suite
 
         return list(load_suite(name)["tasks"])
     except Exception:  # a custom or unknown suite: order is cosmetic

@@ -1,4 +1,4 @@
-"""`bench report`: the subcommand's options and its entry point (bench/cli.py wires them in).
+"""`bench report`: the subcommand's options and its entry point (bench/cli/main.py wires them in).
 
 Only argparse is imported at module level, so `bench --help` stays fast.
 """

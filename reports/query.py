@@ -35,7 +35,7 @@ class RunSet:
 
 
 def client_for(uri: str):
-    from bench.tracking import client
+    from bench.tracking.store import client
 
     return client(uri)
 
@@ -51,7 +51,7 @@ def store_uri() -> str:
     if not db.is_file():
         raise BenchError(f"No MLflow store at {db}. Run `bench run` first, or set BENCH_HOME (or "
                          "MLFLOW_TRACKING_URI) to where your results are.")
-    from bench.tracking import tracking_uri
+    from bench.tracking.store import tracking_uri
 
     return tracking_uri()
 
@@ -159,7 +159,7 @@ def read_artifact(run_id: str, artifact_uri: str, path: str, uri: str) -> str | 
     if parsed.scheme in ("file", ""):
         local = Path(unquote(parsed.path)) / path
         return local.read_text() if local.is_file() else None
-    from bench.tracking import download_text_artifact
+    from bench.tracking.store import download_text_artifact
 
     return download_text_artifact(run_id, path, uri)
 

@@ -1,4 +1,4 @@
-"""`bench sweep`, `bench status` and `bench clean`: options and entry points (bench/cli.py wires them in).
+"""`bench sweep`, `bench status` and `bench clean`: options and entry points (bench/cli/main.py wires them in).
 
     bench sweep --method flyp --task iwildcam --suite distribution-shift --executor ray --asha
     bench status [--suite S]                 job states of the suite's run and of its recorded sweeps
@@ -89,8 +89,8 @@ def add_parsers(sub) -> None:
 
 
 def runtime_from(args, resources: dict | None = None) -> dict:
-    from bench.preflight import check_runtime
-    from bench.runtime import default_workers
+    from bench.train.options import check_runtime
+    from bench.runtime.host import default_workers
 
     if args.workers is not None:
         workers = args.workers
@@ -106,7 +106,7 @@ def runtime_from(args, resources: dict | None = None) -> dict:
     if args.gpus < 1:
         raise BenchError(f"--gpus must be an integer >= 1 (processes per training job), got {args.gpus}.")
     if getattr(args, "executor", "local") == "local":
-        from bench.dist_job import check_local_gpus
+        from bench.launch.processes import check_local_gpus
 
         check_local_gpus(args.gpus, args.device)
     if args.log_every < 1:
@@ -116,7 +116,7 @@ def runtime_from(args, resources: dict | None = None) -> dict:
 
 
 def launch_options(args, suite_resources: dict | None = None):
-    from bench.launcher import LaunchOptions, parse_resources
+    from bench.launch.launcher import LaunchOptions, parse_resources
 
     resources = parse_resources(args.resources)
     if resources is None and args.executor == "ray" and suite_resources:
@@ -137,8 +137,8 @@ def apply_suite_resources(args, opts, jobs, suite_resources: dict | None) -> Non
 def cmd_sweep(args) -> int:
     import os
 
-    from bench.launcher import check_options, launch
-    from bench.jobstate import counts, format_table, job_states
+    from bench.launch.launcher import check_options, launch
+    from bench.jobs.state import counts, format_table, job_states
     from .sweep import build_sweep
 
     if args.data_root:
@@ -178,7 +178,7 @@ def cmd_sweep(args) -> int:
 
 def _record_best(sw, parent_run_id: str) -> None:
     """The best trial's metrics and hyperparameters on the parent run, where MLflow's table shows them."""
-    from bench.tracking import MlflowTracker
+    from bench.tracking.runs import MlflowTracker
 
     best = MlflowTracker(sw.experiment).record_best(parent_run_id, sw.metric, sw.mode)
     if best:
@@ -190,7 +190,7 @@ def _record_best(sw, parent_run_id: str) -> None:
 def _result_table(sw, outcome) -> str:
     import json
 
-    from bench.jobstate import counts, format_table
+    from bench.jobs.state import counts, format_table
 
     lines = [f"sweep {sw.key} ({sw.method}/{sw.task}): launched {len(outcome.launched)} in {outcome.seconds:.1f}s; "
              f"now {counts(outcome.states)}" + (f"; parent run {outcome.parent_run_id}" if outcome.parent_run_id else "")]
@@ -205,16 +205,14 @@ def _result_table(sw, outcome) -> str:
 def cmd_status(args) -> int:
     import os
 
-    from bench.plan import build_plan
+    from bench.jobs.plan import plan_from_args
 
-    from bench.jobstate import counts, format_table, job_states, unfinished_everywhere
+    from bench.jobs.state import counts, format_table, job_states, unfinished_everywhere
     from .sweep import saved_sweeps
 
     if args.data_root:
         os.environ["BENCH_DATA"] = args.data_root
-    plan = build_plan(suite=args.suite, folder=args.folder, tasks=args.tasks, methods=args.methods, model=args.model,
-                      pretrained=args.pretrained, seeds=args.seeds, sets=args.sets, config=args.config,
-                      experiment=args.experiment, check_data=False)
+    plan = plan_from_args(args, check_data=False)
     states = job_states(plan.jobs)
     print(f"suite {plan.suite} (experiment '{plan.experiment}'): `bench run` jobs: {counts(states)}")
     for task in plan.tasks:
@@ -242,7 +240,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_clean(args) -> int:
-    from bench.jobstate import describe, remove, unfinished_everywhere
+    from bench.jobs.state import describe, remove, unfinished_everywhere
 
     if not args.incomplete:
         raise BenchError("Nothing to clean: pass --incomplete (and --stopped to include jobs ASHA stopped early).")

@@ -13,6 +13,7 @@ jobs `stopped` for `bench sweep` reruns.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -80,6 +81,18 @@ def connect(opts) -> tuple[bool, dict]:
     return started, resources
 
 
+@contextlib.contextmanager
+def session(opts):
+    """The launcher's Ray session: join the cluster (or start Ray here) and set the per-trial resources; shut
+    down afterwards what was started here."""
+    started, opts.resources = connect(opts)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
+
+
 class _TuneReporter:
     """The engine's reporter under Tune. Tune ends a stopped trial by raising SystemExit(0) in its thread
     from inside `tune.report` (train/_internal/session.py): the reporter turns it into "stop" so that the
@@ -124,7 +137,7 @@ _NAMER = _TrialName()
 def _trial_logging(job) -> None:
     """bench's own INFO lines from the trial's process, plain, carrying the trial's name (Ray prefixes them
     with the worker's pid when it forwards them to the driver)."""
-    from bench.cli import setup_logging
+    from bench.runtime.logs import setup_logging
 
     setup_logging()
     for handler in logging.getLogger("bench").handlers:  # a handler's filters see the children's records too
@@ -135,9 +148,9 @@ def _trial_logging(job) -> None:
 
 def _trial(config, jobs=None, env=None, workers=None):
     os.environ.update(env)
-    from bench.dist_job import processes
-    from bench.engine import train_one
-    from bench.tracking import MlflowTracker
+    from bench.launch.processes import processes
+    from bench.jobs.lifecycle import train_one
+    from bench.tracking.runs import MlflowTracker
 
     job = jobs[config["run_key"]]
     _trial_logging(job)
@@ -147,10 +160,10 @@ def _trial(config, jobs=None, env=None, workers=None):
         import time
 
         from bench.config import bench_home
-        from bench.distributed import COLLECTIVE_TIMEOUT
+        from bench.runtime.distributed import COLLECTIVE_TIMEOUT
         from bench.sweeps.ray_train import run_torch_trial
 
-        run_torch_trial("bench.dist_job:ray_worker", {"job": job, "uri": env["MLFLOW_TRACKING_URI"]}, n,
+        run_torch_trial("bench.sweeps.ray_train:ray_worker", {"job": job, "uri": env["MLFLOW_TRACKING_URI"]}, n,
                         use_gpu=workers.get("GPU", 0) > 0, resources_per_worker=workers, reporter=reporter,
                         storage_path=str(bench_home() / "ray_results"),
                         name=f"{job.run_key}-train-{time.strftime('%Y%m%d-%H%M%S')}", env=env,  # one per attempt
@@ -172,7 +185,7 @@ class StatusCallback(tune.Callback):
     @property
     def tracker(self):
         if self._tracker is None:
-            from bench.tracking import MlflowTracker
+            from bench.tracking.runs import MlflowTracker
 
             self._tracker = MlflowTracker(next(iter(self.jobs.values())).experiment, self.uri)
         return self._tracker
@@ -182,8 +195,8 @@ class StatusCallback(tune.Callback):
         _log.info("trial %s (%s) started", trial_name(job), job.run_key)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        from bench.jobstate import mark_stopped
-        from bench.lifecycle import JobLifecycle
+        from bench.jobs.state import mark_stopped
+        from bench.jobs.lifecycle import JobLifecycle
 
         # Tune calls this for trials that finished or that its scheduler stopped, never for the trials it
         # tears down when the user interrupts the whole experiment (those stay resumable).
@@ -232,7 +245,7 @@ def run_trials(jobs, opts, uri: str, metric: str | None, mode: str | None, name:
     import time
 
     from bench.config import bench_home
-    from bench.dist_job import processes
+    from bench.launch.processes import processes
 
     by_key = {j.run_key: j for j in jobs}
     env = {k: v for k, v in os.environ.items() if k.startswith(PASS_ENV)}

@@ -7,7 +7,7 @@ first: gloo on CPU, NCCL on GPU); each worker calls `function(payload, report)`.
 reporter (so ASHA sees them as from a one-process trial), and its answer (True: Tune stops the trial) comes
 back to rank 0, whose code then broadcasts it to the other ranks, closes its MLflow run KILLED and returns.
 
-What Ray 2.60 does (Train V2 is the default; verified in tests/test_ray_train.py and by hand):
+What Ray 2.60 does (Train V2 is the default; verified in tests/sweeps/test_ray_train.py and by hand):
 - A `TorchTrainer` is no Tune trainable any more (`Tuner(trainer)` fails: "Improper 'run' - not string nor
   trainable"); it has to run inside a function trainable, as here.
 - Ray's bridge, `ray.tune.integration.ray_train.TuneReportCallback`, carries metrics one way only, and only
@@ -228,3 +228,32 @@ def run_torch_trial(entry: str, payload: dict, num_workers: int, use_gpu: bool, 
     result = outcome.get("result")
     if result is not None and getattr(result, "error", None) is not None:
         raise result.error
+
+
+class _RayReporter:
+    """Rank 0's executor reporter under Ray Train: its answer is Tune's (True: the trial was stopped)."""
+
+    def __init__(self, report):
+        self._report = report
+
+    def report(self, metrics: dict, epoch: int) -> bool:
+        return bool(self._report(metrics, epoch))
+
+
+def ray_worker(payload: dict, report) -> None:
+    """The entry each Ray Train worker runs (`bench.sweeps.ray_train:ray_worker`), the process group already up."""
+    import ray.train
+    import ray.train.torch
+
+    from bench.launch.processes import configure_logging, run_rank
+    from bench.runtime.distributed import init_process_group
+    from bench.tracking.runs import MlflowTracker
+
+    job = payload["job"]
+    device = ray.train.torch.get_device()
+    if device.type == "cuda":  # this worker's GPU among those Ray made visible on its node
+        os.environ["LOCAL_RANK"] = str(device.index or 0)
+    rank = init_process_group(device.type)
+    configure_logging(rank.rank)
+    tracker = MlflowTracker(job.experiment, payload["uri"]) if rank.main else None
+    run_rank(job, tracker, _RayReporter(report) if rank.main else None, wait=True)

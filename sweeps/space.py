@@ -136,7 +136,7 @@ def space_path(spec: str | None, method: str) -> Path:
 def load_space(spec: str | None, method: str, task: str, defaults: dict) -> Space:
     """Read, validate and resolve a space for one (method, task). `defaults` are the method's default
     hyperparameters: they name the valid keys and give each key's type."""
-    from bench.suites import load_yaml
+    from bench.spec.suites import load_yaml
 
     path = space_path(spec, method)
     where = f"sweep space {path}"

@@ -91,9 +91,9 @@ def build_sweep(method: str, task: str | None = None, suite: str | None = None, 
     """One Sweep per task (every task of the suite when `task` is None). Every name, key, type, value and
     dataset is checked here, before anything is recorded."""
     from bench.config import method_defaults
-    from bench.jobs import stable_hash
+    from bench.spec.job import stable_hash
     from bench.methods import METHODS
-    from bench.plan import build_plan
+    from bench.jobs.plan import build_plan
 
     from .space import load_space
 
@@ -134,7 +134,7 @@ def build_sweep(method: str, task: str | None = None, suite: str | None = None, 
 def _suite_spec(name: str, folder: str | None) -> dict:
     if folder:
         return {}
-    from bench.suites import load_suite
+    from bench.spec.suites import load_suite
 
     spec = load_suite(name)
     res = spec.get("resources") or {}
@@ -148,7 +148,7 @@ def _suite_spec(name: str, folder: str | None) -> dict:
 def saved_sweeps(suite: str | None = None, experiment: str | None = None) -> list[dict]:
     """Sweeps recorded in this BENCH_HOME (newest last), with their Jobs rebuilt from jobs.json."""
     from bench.config import bench_home
-    from bench.jobs import Job
+    from bench.spec.job import Job
 
     root = bench_home() / "sweeps"
     out = []

@@ -9,9 +9,9 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 
-from bench.distributed import average_gradients
-from bench.engine import prepare
-from conftest import make_job
+from bench.runtime.distributed import average_gradients
+from bench.train.engine import prepare
+from helpers import make_job
 
 CASES = [  # (method, model, hparams, micro_batch)
     ("flyp", "bench-tiny", {}, 0),
@@ -84,6 +84,6 @@ def run(rank: int, world: int, port: int, folder_root: str, home: str) -> None:
 
 
 def _evaluator(prep):
-    from bench.evaluate import Evaluator
+    from bench.train.evaluate import Evaluator
 
     return Evaluator(prep.task.sets, prep.loaded.eval_transform, 3, 0, prep.device)

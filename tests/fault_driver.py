@@ -23,11 +23,11 @@ def _countdown(n: int, sig=signal.SIGKILL):
 
 
 def arm(point: str, n: int) -> None:
-    import bench.checkpoints as checkpoints
-    import bench.evaluate as evaluate
-    import bench.lifecycle as lifecycle
+    import bench.jobs.checkpoints as checkpoints
+    import bench.train.evaluate as evaluate
+    import bench.jobs.lifecycle as lifecycle
     from bench.methods.ft import FineTune
-    from bench.tracking import MlflowTracker
+    from bench.tracking.runs import MlflowTracker
 
     hit = _countdown(n, signal.SIGTERM if point == "sigterm-step" else signal.SIGKILL)
     if point in ("step", "sigterm-step"):
@@ -95,6 +95,6 @@ if __name__ == "__main__":
     point, n = sys.argv[1], int(sys.argv[2])
     args = sys.argv[sys.argv.index("--") + 1:]
     arm(point, n)
-    from bench.cli import main
+    from bench.cli.main import main
 
     sys.exit(main(args))

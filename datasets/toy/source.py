@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from bench.errors import BenchError
 
 from ..base import DatasetSource
-from ..fingerprint import digest
+from bench.hashing import digest
 from . import worlds
 from .render import Scene, render
 from .vocab import CLASSNAMES
