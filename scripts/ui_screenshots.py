@@ -102,7 +102,7 @@ def stop(proc) -> None:
 def pick_run(home: Path, experiment_id: str) -> tuple[str, str]:
     """(run id, name) of a finished training run to show the charts of: FLYP, else FT, else any training job."""
     os.environ["BENCH_HOME"] = str(home)
-    from bench.tracking import client
+    from bench.tracking.store import client
 
     runs = client().search_runs([experiment_id], "attributes.status = 'FINISHED' and tags.`bench.kind` = 'job'",
                                 max_results=200)
@@ -120,8 +120,8 @@ def with_view(link: str, home: Path, experiment_id: str) -> str:
     if "viewStateShareKey=" in link:
         return link
     os.environ["BENCH_HOME"] = str(home)
-    from bench.column_view import view_query
-    from bench.tracking import tracking_uri
+    from bench.tracking.column_view import view_query
+    from bench.tracking.store import tracking_uri
 
     return link + view_query(tracking_uri(), experiment_id)
 
