@@ -64,8 +64,15 @@ class _Transfer(FileSource):
                 out.append(f"{d}: {absent} of the {len(self.classnames)} class folders are absent")
         return out
 
+    def official_split(self) -> str | None:
+        """How the official layout is split into train/val/test, where bench carves the split itself."""
+        return None
+
     def details(self):
-        return {**super().details(), "layout": self.layout}
+        out = {**super().details(), "layout": self.layout}
+        if self.layout == "official" and self.official_split():
+            out["split"] = self.official_split()
+        return out
 
 
 class _CarvedSplits(_Transfer):
@@ -90,11 +97,8 @@ class _CarvedSplits(_Transfer):
         absent = len(set(self.folder_labels()) - set(subdirs(self.images_dir)))
         return [f"{self.images_dir}: {absent} of the {len(self.classnames)} class folders are absent"] if absent else []
 
-    def details(self):
-        out = super().details()
-        if self.layout == "official":
-            out["split"] = f"seeded stratified 60/20/20, seed {self.split_seed}"
-        return out
+    def official_split(self) -> str:
+        return f"seeded stratified 60/20/20, seed {self.split_seed}"
 
 
 class Caltech101(_CarvedSplits):
@@ -175,11 +179,8 @@ StanfordCars/cars_test_annos_withlabels.mat
         xs, ys = (x_train, y_train) if split == "train" else (x_val, y_val)
         return [(self.dir / "cars_train" / f, to_label[c - 1]) for f, c in zip(xs, ys)]
 
-    def details(self):
-        out = super().details()
-        if self.layout == "official":
-            out["split"] = f"official train split 80/20 by train_test_split(random_state={self.split_seed})"
-        return out
+    def official_split(self) -> str:
+        return f"official train split 80/20 by train_test_split(random_state={self.split_seed})"
 
 
 class Flowers102(_Transfer):
