@@ -50,6 +50,7 @@ class _Shared:
                                    rt.get("workers", 0), self.prep.device, context=self.prep.precision.inference,
                                    objective=pretraining_objective(self.prep.loaded.model))
         self.computed: dict[float, dict] = {}
+        self.served: set[float] = set()  # alphas already handed out: never evaluated again in a later pass
         if 0.0 in self.pending:  # the zero-shot endpoint, from cached features, before any interpolation
             self.computed[0.0] = self.evaluator.evaluate_features(self.method.head, self.prep.features.features)
         self.ready = True
@@ -60,10 +61,12 @@ class _Shared:
         sets (each image decoded once for all of them, bench/train/evaluate.py evaluate_many), ALPHAS_PER_PASS
         model copies at a time."""
         if alpha not in self.computed:
-            todo = [a for a in dict.fromkeys([alpha, *pending]) if a not in self.computed][:ALPHAS_PER_PASS]
+            todo = [a for a in dict.fromkeys([alpha, *pending])
+                    if a not in self.computed and a not in self.served][:ALPHAS_PER_PASS]
             methods = [self._method_at(a, fresh=i > 0) for i, a in enumerate(todo)]
             results = self.evaluator.evaluate_many([m.classifier() for m in methods])
             self.computed.update(zip(todo, results))
+        self.served.add(alpha)
         return self.computed.pop(alpha)
 
     def _method_at(self, alpha: float, fresh: bool):

@@ -89,3 +89,10 @@ def test_check_needs_a_data_root(monkeypatch):
     monkeypatch.delenv("BENCH_DATA", raising=False)
     with pytest.raises(BenchError, match="BENCH_DATA"):
         data("check", "--suite", "few-shot")
+
+
+def test_check_names_an_unknown_suite_before_the_data_root(monkeypatch):
+    monkeypatch.delenv("BENCH_DATA", raising=False)
+    with pytest.raises(BenchError, match="Unknown suite 'no-such-suite'") as err:
+        data("check", "--suite", "no-such-suite")
+    assert "BENCH_DATA" not in str(err.value)

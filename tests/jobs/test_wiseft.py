@@ -55,3 +55,16 @@ def test_interpolate_is_the_convex_combination():
     assert torch.equal(mid["w"], torch.ones(3)) and torch.equal(mid["n"], torch.tensor([2]))
     with pytest.raises(ValueError, match="different keys"):
         interpolate(a, {"w": b["w"]}, 0.5)
+
+
+def test_each_alpha_is_evaluated_once(bench_home, folder_root, monkeypatch):
+    from bench.train.evaluate import Evaluator
+
+    base = make_job(folder_root, "ft")
+    train_one(base, MlflowTracker("tests"))
+    evaluated = []  # one entry per classifier evaluated (alpha 0 from cached features counts as one)
+    many, features = Evaluator.evaluate_many, Evaluator.evaluate_features
+    monkeypatch.setattr(Evaluator, "evaluate_many", lambda self, cs: evaluated.extend(cs) or many(self, cs))
+    monkeypatch.setattr(Evaluator, "evaluate_features", lambda self, *a: evaluated.append("features") or features(self, *a))
+    out = run_wiseft(base, derive_jobs(base, [0.0, 0.5, 1.0]), lambda j: MlflowTracker("tests"))
+    assert len(out) == 3 and len(evaluated) == 3, evaluated
