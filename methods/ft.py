@@ -5,6 +5,7 @@ features) and trains with the image tower; the text tower is frozen and unused d
 """
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from bench.model.heads import zeroshot_head
@@ -31,6 +32,7 @@ class FineTune(Method):
         return image_tower_parameters(self.model) + list(self.head.parameters())
 
     def training_step(self, images, labels) -> dict:
-        logits = self.head(self.model.encode_image(images))
-        loss = F.cross_entropy(logits, labels, label_smoothing=self.ctx.hparams["label_smoothing"])
+        logits = self.head(self.model.encode_image(images))  # fp32 scores (LinearHead)
+        with torch.autocast(images.device.type, enabled=False):  # the loss in fp32 too, as in the reference code
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.ctx.hparams["label_smoothing"])
         return {"loss": loss}

@@ -55,9 +55,13 @@ class LinearHead(nn.Module):
         self.bias = nn.Parameter(b.to(weight.device))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        if self.normalize:
-            features = F.normalize(features, dim=-1)
-        return features @ self.weight.T + self.bias
+        # Scores in fp32 whatever the towers ran in: zero-shot logits near 100 sit where bf16 steps are
+        # 0.25-0.5, so near-ties would flip and val/loss (a selection criterion) would be quantised.
+        with torch.autocast(features.device.type, enabled=False):
+            features = features.float()
+            if self.normalize:
+                features = F.normalize(features, dim=-1)
+            return features @ self.weight.T + self.bias
 
 
 @torch.no_grad()
