@@ -12,3 +12,5 @@ METHODS.register("flyp", "bench.methods.flyp:FLYP", label="FLYP")
 METHODS.register("flyp-ce", "bench.methods.flyp_ce:FLYPCE", label="FLYP-CE")
 # Derived: interpolates each finished finetuning run of the same invocation with the zero-shot weights.
 METHODS.register("wiseft", "bench.methods.wiseft:WiseFT", label="WiSE-FT", derived=True)
+# Derived: uniform and greedy soups of the finished configurations of a sweep or `--tune` (one task, method, seed).
+METHODS.register("soup", "bench.methods.soup:Soup", label="Soup", derived=True)

@@ -76,6 +76,7 @@ def add_parsers(sub) -> None:
                                     "(default: the task's ID-validation metric; val/loss is smoother on small sets)")
     s.add_argument("--mode", choices=["max", "min"], help="for --metric (default: min for losses, else max)")
     s.add_argument("--dry-run", action="store_true", help="print the sweep's jobs with their states and exit")
+    s.add_argument("--wise-ft", action="store_true", help="also WiSE-FT over the sweep's uniform and greedy soups")
 
     st = sub.add_parser("status", help="job states (pending, incomplete, stopped, done) of a suite's run and sweeps")
     add_selection_args(st)
@@ -169,11 +170,31 @@ def cmd_sweep(args) -> int:
         print(_result_table(sw, outcome))
         if outcome.parent_run_id:
             _record_best(sw, outcome.parent_run_id)
+        failed += len(sweep_soups(sw, outcome.parent_run_id, alphas=_alphas(sw) if args.wise_ft else None))
     if failed:
         print(f"bench: {failed} trial(s) failed (MLflow: FAILED); rerun the same command to resume them from their "
               "last checkpoint, or `bench clean --incomplete` to drop them.", file=sys.stderr)
         return 1
     return 0
+
+
+def sweep_soups(sw, parent_run_id: str | None, alphas=None) -> list[str]:
+    """The uniform and greedy soups of the sweep's finished points (per seed, K >= 2), nested under its parent
+    run (found by the sweep's key when this launch started nothing); returns the run_keys that failed."""
+    from bench.launch.launcher import run_soups, tracker_factory
+    from bench.tracking.runs import MlflowTracker
+    from bench.tracking.store import tracking_uri
+
+    parent = parent_run_id or MlflowTracker(sw.experiment).find_parent(sw.key)
+    return run_soups(sw.jobs, tracker_factory(tracking_uri()), parent, alphas)
+
+
+def _alphas(sw) -> list[float]:
+    from bench.spec.suites import DEFAULT_ALPHAS, load_suite
+
+    if sw.suite == "folder":
+        return list(DEFAULT_ALPHAS)
+    return list(load_suite(sw.suite).get("wiseft", {}).get("alphas", DEFAULT_ALPHAS))
 
 
 def _record_best(sw, parent_run_id: str) -> None:

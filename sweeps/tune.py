@@ -19,6 +19,7 @@ def tune(args, plan, opts) -> tuple[list, list[str]]:
     (and so every space, key and dataset checked) before the first trial starts."""
     from bench.launch.launcher import launch
     from bench.methods import METHODS
+    from bench.sweeps.cli import sweep_soups
     from bench.sweeps.sweep import build_sweep
 
     if args.tune < 1:
@@ -35,5 +36,9 @@ def tune(args, plan, opts) -> tuple[list, list[str]]:
     failed = []
     for sw in sweeps:
         log.info("== tuning %s on %s: %d point(s), sweep %s", sw.method, sw.task, len(sw.points), sw.key)
-        failed += launch(sw.jobs, opts, sweep=sw).failed
+        outcome = launch(sw.jobs, opts, sweep=sw)
+        failed += outcome.failed
+        # Soups of the tuned configurations (K >= 2 per seed), with WiSE-FT where the run asks for it.
+        wise = plan.alphas if sw.method in plan.wiseft_bases else None
+        failed += sweep_soups(sw, outcome.parent_run_id, alphas=wise)
     return [j for sw in sweeps for j in sw.jobs], failed

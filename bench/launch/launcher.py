@@ -272,3 +272,21 @@ def run_derived(bases, alphas, make_tracker, skip=()) -> list[str]:
         _guarded(f"WiSE-FT over {base.display_name}", lambda: run_wiseft(base, derived, make_tracker), failed,
                  base.run_key)
     return failed
+
+
+def run_soups(jobs, make_tracker, parent_run_id: str | None = None, alphas=None) -> list[str]:
+    """Uniform and greedy soups (bench/jobs/soup.py) of each (task, method, seed) with K >= 2 finished jobs among
+    `jobs`, nested under `parent_run_id`; with `alphas`, WiSE-FT over each soup. Returns the run_keys that failed."""
+    from bench.jobs.soup import run_soups as soups, soup_groups, soup_wiseft_jobs
+    from bench.jobs.wiseft import run_wiseft
+
+    failed: list[str] = []
+    for group in soup_groups(jobs):
+        what = f"soups of {len(group)} {group[0].method} runs on {group[0].task} seed {group[0].seed}"
+        log.info("== %s", what)
+        made = _guarded(what, lambda: soups(group, make_tracker, parent_run_id), failed, group[0].run_key) or []
+        for soup, _ in made if alphas else []:
+            derived = soup_wiseft_jobs(soup, alphas)
+            _guarded(f"WiSE-FT over {soup.extra['soup']} soup", lambda: run_wiseft(soup, derived, make_tracker),
+                     failed, soup.run_key)
+    return failed

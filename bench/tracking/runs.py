@@ -195,6 +195,8 @@ class MlflowTracker:
 
         by_point: dict[str, list] = {}
         for run in self.children(parent_run_id):
+            if run.data.tags.get("bench.kind", "job") != "job":
+                continue  # the sweep's soups are nested here too; they are not points of the sweep
             if run.info.status == "FINISHED" and f"sel/{metric}" in run.data.metrics:
                 by_point.setdefault(run.data.tags.get("bench.hparam_idx", run.info.run_id), []).append(run)
         if not by_point:
@@ -218,6 +220,12 @@ class MlflowTracker:
         self.client.log_batch(parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in best.items()],
                               tags=[RunTag(k, str(v)) for k, v in tags.items()])
         return {"metrics": best, "tags": tags}
+
+    def find_parent(self, sweep_key: str) -> str | None:
+        """The sweep's parent run, if one was recorded (read-only, unlike open_parent)."""
+        runs = self.client.search_runs([self.experiment_id], f"tags.`bench.sweep_key` = '{sweep_key}' and "
+                                       "tags.`bench.kind` = 'sweep'", order_by=["attributes.start_time ASC"], max_results=1)
+        return runs[0].info.run_id if runs else None
 
     def children(self, parent_run_id: str) -> list:
         return _search_all(self.client, self.experiment_id, f"tags.`mlflow.parentRunId` = '{parent_run_id}'")

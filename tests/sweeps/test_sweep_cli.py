@@ -46,12 +46,14 @@ def test_local_sweep_records_a_parent_and_children_and_reruns_nothing(bench_home
 
     found = runs()
     parents = [r for r in found if r.data.tags.get("bench.kind") == "sweep"]
-    children = [r for r in found if r.data.tags.get("mlflow.parentRunId")]
-    assert len(parents) == 1 and len(children) == 2 and len(found) == 3
+    nested = [r for r in found if r.data.tags.get("mlflow.parentRunId")]
+    children = [r for r in nested if r.data.tags.get("bench.kind") == "job"]
+    soups = [r for r in nested if r.data.tags.get("bench.kind") == "soup"]  # uniform and greedy, of the 2 points
+    assert len(parents) == 1 and len(children) == 2 and len(soups) == 2 and len(found) == 5
     parent = parents[0]
     assert parent.info.status == "FINISHED" and "bench.method" not in parent.data.tags  # reports skip it
     sweep_key = parent.data.tags["bench.sweep_key"]
-    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    assert {c.data.tags["mlflow.parentRunId"] for c in nested} == {parent.info.run_id}
     assert sorted(c.data.tags["bench.hparam_idx"] for c in children) == ["0", "1"]
     assert {c.data.tags["bench.sweep_key"] for c in children} == {sweep_key}
     assert all(c.info.status == "FINISHED" and c.data.tags["bench.seed"] == "0" for c in children)
@@ -67,7 +69,7 @@ def test_local_sweep_records_a_parent_and_children_and_reruns_nothing(bench_home
 
     assert main(args) == 0  # the same command again, in process
     assert "2 job(s): 2 done; launching 0" in capsys.readouterr().out
-    assert len(runs()) == 3 and runs()[0].info.status == "FINISHED"
+    assert len(runs()) == 5 and runs()[0].info.status == "FINISHED"  # no soup made twice
 
     assert main(["status", "--folder", str(folder_root), "--methods", "ft", *SELECT]) == 0
     out = capsys.readouterr().out
