@@ -80,23 +80,28 @@ class FLYP(Method):
         without a graph, take the whole-batch loss and its gradient with respect to the features, then embed
         each chunk again with a graph and backpropagate those feature gradients. Same loss and gradients as
         the whole batch at once, with activation memory of one chunk. Prompts are drawn once for the batch.
-        The towers must be deterministic between the two passes (CLIP towers have no dropout)."""
+        Each chunk's second pass replays the RNG state of its first (GradCache's RandContext), so dropout,
+        patch dropout and drop-path draw the same masks in both; models with BatchNorm are refused upstream
+        (bench.train.engine.check_micro_batch)."""
         n = len(labels)
         if not micro_batch or micro_batch >= n:
             return super().backward_step(images, labels, micro_batch, backward, autocast)
         prompts = self.sample_prompts(labels)
         chunks = [slice(s, s + micro_batch) for s in range(0, n, micro_batch)]
+        image_rng, text_rng = [], []
         with torch.no_grad(), autocast():
-            image = torch.cat([self.model.encode_image(images[c], normalize=True) for c in chunks])
-            text = torch.cat([self.model.encode_text(prompts[c], normalize=True) for c in chunks])
+            image = torch.cat([_embed(self.model.encode_image, images[c], image_rng) for c in chunks])
+            text = torch.cat([_embed(self.model.encode_text, prompts[c], text_rng) for c in chunks])
         image, text = image.requires_grad_(), text.requires_grad_()
         with autocast():
             loss = self.contrastive_loss(image, text, labels).float()
         backward(loss)  # gradients of the features (scaled like the loss under fp16) and of the temperature
-        for c in chunks:
+        for c, image_state, text_state in zip(chunks, image_rng, text_rng):
             with autocast():
-                image_c = self.model.encode_image(images[c], normalize=True)
-                text_c = self.model.encode_text(prompts[c], normalize=True)
+                with image_state:
+                    image_c = self.model.encode_image(images[c], normalize=True)
+                with text_state:
+                    text_c = self.model.encode_text(prompts[c], normalize=True)
             surrogate = (image_c.float() * image.grad[c].float()).sum() + (text_c.float() * text.grad[c].float()).sum()
             surrogate.backward()  # not through `backward`: the cached gradients already carry the scale
         return loss.detach()
@@ -104,6 +109,35 @@ class FLYP(Method):
     def after_optimizer_step(self) -> None:
         super().after_optimizer_step()
         clamp_logit_scale(self.model, self.ctx.hparams["logit_scale_max"])
+
+
+class RandContext:
+    """The CPU and CUDA RNG states at creation, replayed inside `with` (GradCache's RandContext); on exit the
+    states are those from before the `with`, so the replay leaves the stream where the first pass left it."""
+
+    def __init__(self, *tensors: torch.Tensor):
+        from torch.utils.checkpoint import get_device_states
+
+        self.cpu_state = torch.get_rng_state()
+        self.devices, self.device_states = get_device_states(*tensors)
+
+    def __enter__(self):
+        from torch.utils.checkpoint import set_device_states
+
+        self._fork = torch.random.fork_rng(devices=self.devices)
+        self._fork.__enter__()
+        torch.set_rng_state(self.cpu_state)
+        set_device_states(self.devices, self.device_states)
+
+    def __exit__(self, *exc):
+        self._fork.__exit__(*exc)
+        self._fork = None
+
+
+def _embed(encode, x: torch.Tensor, states: list) -> torch.Tensor:
+    """`encode(x)` normalised, after recording the RNG state it starts from."""
+    states.append(RandContext(x))
+    return encode(x, normalize=True)
 
 
 def clamp_logit_scale(model, max_scale: float) -> None:

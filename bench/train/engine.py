@@ -62,6 +62,7 @@ def prepare(job: Job, method_name: str | None = None):
     precision = resolve_precision(job.runtime.get("precision"), device)
     enable_tf32(device)
     loaded = load_model(job.model["arch"], job.model.get("pretrained"), device=str(device))
+    check_micro_batch(loaded.model, int(job.runtime.get("micro_batch") or 0))
     if job.runtime.get("compile"):
         compile_towers(loaded.model)
     task = build_task(job.task, job.task_spec, seed=job.seed)
@@ -78,6 +79,20 @@ def prepare(job: Job, method_name: str | None = None):
         score=lambda logits, y: get_metric(val.metric)(val.source.project_logits(logits), y), log=log.info,
     )
     return Prepared(job, loaded, task, device, method, precision, cache), ctx
+
+
+def check_micro_batch(model, micro_batch: int) -> None:
+    """`--micro-batch` runs each chunk through the towers on its own (twice with gradient caching): a BatchNorm
+    layer would normalise with chunk statistics instead of the batch's and update its running statistics once
+    per pass, so the result would depend on the chunk size. Refused for such models (the RN configs)."""
+    if not micro_batch:
+        return
+    norms = [name for name, m in model.named_modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if norms:
+        raise BenchError(f"--micro-batch cannot run this model: it has BatchNorm layers ({norms[0]}, ... "
+                         f"{len(norms)} in all), whose statistics would come from each chunk rather than the whole "
+                         "batch and be updated once per pass. Drop --micro-batch (use a smaller batch_size or more "
+                         "GPUs), or use a ViT model.")
 
 
 def _cache_dir():
@@ -189,6 +204,7 @@ class TrainBody:
                 generator.manual_seed(derive_seed(epoch_seed, "rank", rank.rank))
             train_stats = _train_epoch(prep, loader, optimizer, params, self.prec, scaler, epoch, epochs, total_steps,
                                        on_log=jc.log_metrics)
+            jc.steps += train_stats.pop("steps")  # this attempt's optimizer steps, recorded by the lifecycle
             method.train(False)
             t0 = time.time()
             metrics = {**evaluator(method.classifier()), **train_stats}
@@ -198,7 +214,7 @@ class TrainBody:
             history.append({"epoch": epoch + 1, **metrics})
             jc.log_metrics(metrics, step=epoch + 1)
             if jc.writer:
-                jc.save_checkpoint({"epoch": epoch + 1, "method": method.state_dict(),
+                jc.save_checkpoint({"epoch": epoch + 1, "step": (epoch + 1) * len(loader), "method": method.state_dict(),
                                     "optimizer": optimizer.state_dict(), "selection": selection.state(),
                                     "history": history, "scaler": scaler.state_dict() if scaler is not None else None})
             log.info("[%s] epoch %d/%d loss %.4f %s %.4f%s", job.display_name, epoch + 1, epochs,
@@ -278,7 +294,7 @@ def _train_epoch(prep: Prepared, loader, optimizer, params, prec, scaler, epoch,
     elapsed = time.time() - t0
     seen = stats["seen"]
     return {"train/loss": stats["loss"], "lr": stats["lr"], "time/train_s": elapsed,
-            "train/images_per_s": seen / max(elapsed, 1e-9), "train/skipped_steps": stats["skipped"]}
+            "train/images_per_s": seen / max(elapsed, 1e-9), "train/skipped_steps": stats["skipped"], "steps": stats["steps"]}
 
 
 def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device, first_step: int, total_steps: int,
@@ -333,7 +349,7 @@ def run_steps(method, batches, optimizer, params, hp: dict, prec, scaler, device
     # global mean loss is the sum over ranks over the sum of samples.
     world = current().world
     return {"loss": sum_over_ranks(loss_sum).item() / max(seen * world, 1), "seen": seen * world, "lr": lr,
-            "skipped": int(skipped.item())}
+            "skipped": int(skipped.item()), "steps": i + 1}
 
 
 class _StepWindow:
