@@ -4,9 +4,11 @@ bench/train/options.py), run before any job starts or any MLflow run exists.
 Each raises one `BenchError` that says what is wrong and how to fix it:
 
     check_home()                      BENCH_HOME is (or can become) a writable directory
-    check_tracking_uri(uri)           a scheme MLflow serves, and a SQLite file that is a database
+    check_tracking_uri(uri)           a scheme MLflow serves, and a SQLite file that is a database (a hot
+                                      journal left by a killed writer is rolled back first, as SQLite does)
 
-Nothing here creates files or directories (a write probe is removed at once), so `--dry-run` stays read-only.
+Nothing here creates files or directories (a write probe is removed at once), so `--dry-run` stays read-only;
+the one exception is the rollback of a hot journal, which only puts the store back as it was before the kill.
 """
 from __future__ import annotations
 
@@ -74,13 +76,24 @@ def check_sqlite_store(uri: str) -> None:
         if not db.parent.is_dir():
             raise BenchError(f"MLflow store {db}: its directory {db.parent} does not exist; create it first.")
         return
-    problem = _sqlite_problem(db)
+    header_problem = _header_problem(db)
+    if header_problem == NOT_SQLITE:
+        raise BenchError(f"MLflow store {db} is not a SQLite database ({header_problem}). {aside}")
+    recovered = _recover_journal(db)  # a kill in mid-transaction leaves a hot journal: SQLite rolls it back
+    problem = (_header_problem(db) if recovered else header_problem) or _schema_problem(db)
     if problem:
-        raise BenchError(f"MLflow store {db} is not a usable SQLite database ({problem}). {aside}")
+        runs = count_runs(db)
+        held = "Its runs cannot be counted. " if runs is None else f"It holds {runs} run(s). "
+        raise BenchError(f"MLflow store {db} is damaged ({problem}). {held}First recover what it holds: "
+                         f"sqlite3 {db} \".recover\" | sqlite3 {db}.recovered && mv {db} {db}.bad && "
+                         f"mv {db}.recovered {db}. If that fails: {aside}")
 
 
-def _sqlite_problem(db: Path) -> str | None:
-    """Why `db` is not a readable SQLite database, or None. Reads the header and the schema, read-only."""
+NOT_SQLITE = "no SQLite header: garbage or another kind of file"
+
+
+def _header_problem(db: Path) -> str | None:
+    """NOT_SQLITE, a truncation or an unreadable file, from the 100-byte header alone; None when it looks whole."""
     size = db.stat().st_size
     if size == 0:
         return None  # SQLite treats an empty file as an empty database; MLflow fills it
@@ -90,13 +103,38 @@ def _sqlite_problem(db: Path) -> str | None:
     except OSError as exc:
         return f"cannot read it: {exc.strerror or exc}"
     if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
-        return "no SQLite header: garbage or another kind of file"
+        return NOT_SQLITE
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
     # The header's page count is valid when its "version valid for" equals the change counter.
     if header[92:96] == header[24:28] and pages and size < pages * page_size:
         return f"truncated: {size} bytes of the {pages * page_size} its header declares"
+    return None
+
+
+def _recover_journal(db: Path) -> bool:
+    """Let SQLite roll back a hot journal (or replay a WAL) left by a killed writer: only a read-write
+    connection can, so open one under the store lock (bench.tracking.store.ensure_store takes the same lock).
+    A journal of a live writer is not hot: SQLite leaves it alone. True when a journal or WAL was there."""
+    if not any(Path(f"{db}{suffix}").exists() for suffix in ("-journal", "-wal")):
+        return False
+    from bench.runtime.locks import exclusive
+
+    with exclusive("mlflow-store"):
+        try:
+            con = sqlite3.connect(db, timeout=30)
+            try:
+                con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            finally:
+                con.close()
+        except sqlite3.Error:
+            pass  # judged below, read-only, as any other store
+    return True
+
+
+def _schema_problem(db: Path) -> str | None:
+    """Why the schema of `db` cannot be read, or None. Read-only."""
     try:
         con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
         try:
@@ -110,3 +148,16 @@ def _sqlite_problem(db: Path) -> str | None:
     return None
 
 
+def count_runs(db: Path) -> int | None:
+    """How many MLflow runs `db` holds (0 without a runs table); None when they cannot be counted. Read-only."""
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            con.execute("PRAGMA writable_schema=ON")  # read past a schema entry that does not parse
+            if not con.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='runs'").fetchone():
+                return 0
+            return int(con.execute("SELECT count(*) FROM runs").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
