@@ -1,6 +1,6 @@
 """What tests share besides fixtures: jobs on the tiny random-init open_clip model and the generated folder task,
-an interrupting reporter, and the interrupted-vs-straight comparison. Import as `from helpers import ...`
-(pyproject's pytest `pythonpath` puts tests/ on the path)."""
+an interrupting reporter, and the interrupted-vs-straight comparison (resume point, steps executed, weights).
+Import as `from helpers import ...` (pyproject's pytest `pythonpath` puts tests/ on the path)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,9 +39,33 @@ def selected(summary: dict) -> dict:
     return {k: v for k, v in summary.items() if k.startswith("sel/") and "time" not in k and "per_s" not in k}
 
 
-def interrupted_and_straight(job, straight_home, monkeypatch):
-    """(summary of `job` interrupted after epoch 1 and resumed, summary of the same job run straight through
-    in `straight_home`); BENCH_HOME is restored for the caller."""
+def check_resumed(resumed: dict, straight: dict, epoch: int, epochs: int) -> None:
+    """`resumed` (a done summary) resumed after `epoch` and executed only the remaining epochs' optimizer steps,
+    where `straight` ran all `epochs` from scratch: a restart from scratch ends with the same metrics (CPU
+    training is deterministic), so only the recorded start and step count tell a resume from a restart."""
+    per_epoch, rest = divmod(straight["attempt_steps"], epochs)
+    assert straight["resumed_from"] == "fresh" and per_epoch > 0 and rest == 0, straight
+    assert resumed["resumed_from"] == f"epoch {epoch} step {epoch * per_epoch}", resumed["resumed_from"]
+    assert resumed["attempt_steps"] == (epochs - epoch) * per_epoch, resumed["attempt_steps"]
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """Two selected.pt files hold the same epoch and bit-identical tensors (model and head)."""
+    import torch
+
+    wa, wb = (torch.load(p, map_location="cpu", weights_only=False) for p in (a, b))
+    assert wa["epoch"] == wb["epoch"]
+    for part in ("state_dict", "bench_head"):
+        ta, tb = wa[part] or {}, wb[part] or {}
+        assert ta.keys() == tb.keys(), part
+        different = [k for k in ta if not torch.equal(ta[k], tb[k])]
+        assert not different, f"{part}: {different[:5]}"
+
+
+def interrupted_and_straight(job, straight_home, monkeypatch, epoch: int = 1):
+    """(summary of `job` interrupted after `epoch` and resumed, summary of the same job run straight through
+    in `straight_home`), having checked that the rerun resumed after `epoch`, executed only the remaining
+    steps and ended with the straight run's selected weights; BENCH_HOME is restored for the caller."""
     import os
 
     import pytest
@@ -50,10 +74,14 @@ def interrupted_and_straight(job, straight_home, monkeypatch):
     from bench.tracking.runs import MlflowTracker
 
     with pytest.raises(KeyboardInterrupt):
-        train_one(job, MlflowTracker("tests"), StopAfter())
+        train_one(job, MlflowTracker("tests"), StopAfter(epoch))
     resumed = train_one(job, MlflowTracker("tests"))
+    resumed_weights = job.run_dir / "selected.pt"
     home = os.environ["BENCH_HOME"]
     monkeypatch.setenv("BENCH_HOME", str(straight_home))
     straight = train_one(job)
+    straight_weights = job.run_dir / "selected.pt"
     monkeypatch.setenv("BENCH_HOME", home)
+    check_resumed(resumed, straight, epoch, job.hparams["epochs"])
+    assert_same_weights(resumed_weights, straight_weights)
     return resumed, straight

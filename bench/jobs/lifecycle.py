@@ -58,6 +58,7 @@ class JobContext:
 
     def __init__(self, life: "JobLifecycle", resume: dict | None, resume_path: Path | None = None):
         self._life, self.resume = life, resume
+        self.steps = 0  # optimizer steps this attempt executed (the body counts them)
         self.resume_path = resume_path  # the checkpoint file `resume` came from (the other ranks load it too)
 
     @property
@@ -100,6 +101,7 @@ class FollowerContext(JobContext):
 
     def __init__(self, job, resume: dict | None):
         self._job, self.resume, self.resume_path = job, resume, None
+        self.steps = 0
 
     @property
     def job(self):
@@ -269,21 +271,29 @@ class JobLifecycle:
                         self.job.display_name)
             checkpoints.remove(self.ckpt_path)
             resume, run_id = None, None
-        self.tracker.start(self.job, params, {**tags, "bench.kind": body.kind}, resume_run_id=run_id)
+        # What this attempt starts from, kept on the run and in done.json: a restart looks like a resume otherwise.
+        self.resumed_from = resumed_from(resume)
+        self.tracker.start(self.job, params, {**tags, "bench.kind": body.kind, "bench.resumed_from": self.resumed_from},
+                           resume_run_id=run_id)
         if self.tracker.run_id != run_id:
             import yaml
 
             self.tracker.log_text(yaml.safe_dump({"job": self.job.semantic(), "runtime": self.job.runtime},
                                                  sort_keys=True), "config.yaml")
+        ctx = JobContext(self, resume, self._resume_file() if resume is not None else None)
         try:
             with terminate_as_interrupt():
-                result = body.execute(JobContext(self, resume, self._resume_file() if resume is not None else None))
+                result = body.execute(ctx)
         except KeyboardInterrupt:
+            self.tracker.set_tags({"bench.attempt_steps": ctx.steps})
             self.tracker.finish("KILLED")
             raise
         except BaseException as exc:
+            self.tracker.set_tags({"bench.attempt_steps": ctx.steps})
             self._fail(exc)
             raise
+        self.attempt_steps = ctx.steps
+        self.tracker.set_tags({"bench.attempt_steps": ctx.steps})
         if result.stopped:
             self.tracker.finish("KILLED")
             return result.summary
@@ -300,7 +310,8 @@ class JobLifecycle:
         self.tracker.log_metrics(result.summary, step=steps if self._trains else 0)
         if result.history:
             self.tracker.log_text("\n".join(json.dumps(h, sort_keys=True) for h in result.history), "metrics.jsonl")
-        done = {**result.summary, "run_key": self.job.run_key, "run_id": self.tracker.run_id, "time": time.time()}
+        done = {**result.summary, "run_key": self.job.run_key, "run_id": self.tracker.run_id, "time": time.time(),
+                "resumed_from": self.resumed_from, "attempt_steps": self.attempt_steps}
         if self._trains and self.selected_path.is_file():
             done["selected_sha256"] = file_sha256(self.selected_path)
             self.tracker.set_tags({"bench.selected_sha256": done["selected_sha256"]})
@@ -309,6 +320,13 @@ class JobLifecycle:
         checkpoints.remove(self.ckpt_path)  # optimizer state is no longer needed; selected.pt keeps the weights
         self.reporter.report({**(result.history[-1] if result.history else {}), "done": True}, steps)
         return done
+
+
+def resumed_from(resume: dict | None) -> str:
+    """'epoch E step S' (the checkpoint an attempt resumed from) or 'fresh'."""
+    if resume is None:
+        return "fresh"
+    return f"epoch {resume['epoch']} step {resume.get('step', '?')}"
 
 
 def _data_changed(recorded: dict, params: dict) -> bool:

@@ -96,8 +96,21 @@ def format_table(jobs, states, extra=None) -> str:
     for i, (job, state) in enumerate(zip(jobs, states)):
         hp = ", ".join(f"{k}={_fmt(job.hparams.get(k))}" for k in shown)
         prefix = f"{extra[i]:>4}  " if extra else ""
-        lines.append(f"  {prefix}{job.run_key}  {state:<10} {job.task:<14} {job.method:<9} seed {job.seed}  {hp}")
+        lines.append(f"  {prefix}{job.run_key}  {state:<10} {job.task:<14} {job.method:<9} seed {job.seed}  {hp}"
+                     + (_resume_note(job) if state == DONE else ""))
     return "\n".join(lines)
+
+
+def _resume_note(job) -> str:
+    """How a done job's last attempt started, from done.json (written by bench/jobs/lifecycle.py)."""
+    import json
+
+    try:
+        done = json.loads((job.run_dir / "done.json").read_text())
+    except (OSError, ValueError):
+        return ""
+    frm = done.get("resumed_from") if isinstance(done, dict) else None
+    return f"  (resumed from {frm}, {done.get('attempt_steps')} steps)" if frm and frm != "fresh" else ""
 
 
 def _fmt(v) -> str:

@@ -21,6 +21,7 @@ class Context(Protocol):
     writer: bool                 # rank 0 of a multi-process job, or the only process: the one that writes
     resume: dict | None          # the checkpoint to resume from, or None for a fresh start
     resume_path: Path | None
+    steps: int                   # optimizer steps this attempt executed (the engine counts, the lifecycle records)
 
     @property
     def job(self): ...

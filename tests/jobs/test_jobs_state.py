@@ -5,7 +5,7 @@ from mlflow.tracking import MlflowClient
 
 from bench.cli.main import main
 from bench.jobs.lifecycle import train_one
-from bench.jobs.state import DONE, INCOMPLETE, PENDING, STOPPED, job_states, mark_stopped, prepare_launch
+from bench.jobs.state import DONE, INCOMPLETE, PENDING, STOPPED, format_table, job_states, mark_stopped, prepare_launch
 from bench.tracking.runs import MlflowTracker
 from bench.tracking.store import tracking_uri
 from helpers import make_job
@@ -44,8 +44,10 @@ def test_states_follow_the_job_through_crash_resume_and_a_lost_record(bench_home
     assert (job.run_dir / "checkpoint.pt").is_file() and statuses() == ["FAILED"]
     assert job_states([job]) == [INCOMPLETE]
 
-    train_one(job, MlflowTracker("tests"))  # resumes the same run from its checkpoint
+    resumed = train_one(job, MlflowTracker("tests"))  # resumes the same run from its checkpoint
     assert job_states([job]) == [DONE] and statuses() == ["FINISHED"]
+    assert resumed["resumed_from"] == "epoch 1 step 5" and resumed["attempt_steps"] == 5  # 40 images, batch 8
+    assert "(resumed from epoch 1 step 5, 5 steps)" in format_table([job], [DONE])  # what `bench status --jobs` shows
 
     # The MLflow record is gone (store replaced, run deleted): the marker alone does not make it done.
     client = MlflowClient(tracking_uri())
@@ -66,7 +68,8 @@ def test_a_job_stopped_early_is_stopped_only_with_its_marker(bench_home, folder_
     mark_stopped(job, {"by": "tune", "epoch": 1})
     assert job_states([job]) == [STOPPED]
     prepare_launch(job)  # `bench run` wants the whole job: it resumes a stopped one
-    train_one(job, MlflowTracker("tests"))
+    resumed = train_one(job, MlflowTracker("tests"))
+    assert resumed["resumed_from"] == "epoch 1 step 5" and resumed["attempt_steps"] == 2 * 5
     assert job_states([job]) == [DONE] and statuses() == ["FINISHED"]
 
 

@@ -18,7 +18,7 @@ from bench.methods.wiseft import derive_jobs
 from bench.tracking.runs import MlflowTracker
 from bench.tracking.store import tracking_uri
 from bench.jobs.wiseft import run_wiseft
-from helpers import StopAfter, make_job
+from helpers import StopAfter, assert_same_weights, check_resumed, make_job
 from helpers import selected as sel
 
 
@@ -45,14 +45,18 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(bench_home, folder_
     job = make_job(folder_root, "ft", epochs=3)
     monkeypatch.setenv("BENCH_HOME", str(tmp_path / "straight"))
     straight = train_one(job)
+    straight_weights = job.run_dir / "selected.pt"
     monkeypatch.setenv("BENCH_HOME", str(bench_home))
     with pytest.raises(KeyboardInterrupt):
         train_one(job, MlflowTracker("tests"), StopAfter(2))
     ckpt = job.run_dir / "checkpoint.pt"
+    assert checkpoints.load(checkpoints.prev_path(ckpt))["epoch"] == 1
     ckpt.write_bytes(ckpt.read_bytes()[:1000])  # a torn write of epoch 2
     resumed = train_one(job, MlflowTracker("tests"))
     assert "unusable" in caplog.text and list(job.run_dir.glob("checkpoint.pt.corrupt-*"))
+    check_resumed(resumed, straight, epoch=1, epochs=3)  # from .prev's epoch 1, not from scratch
     assert sel(resumed) == pytest.approx(sel(straight))
+    assert_same_weights(job.run_dir / "selected.pt", straight_weights)
     assert statuses(job.run_key) == ["FINISHED"]
 
 
@@ -63,6 +67,7 @@ def test_no_good_checkpoint_restarts_the_job_cleanly(bench_home, folder_root):
     (job.run_dir / "checkpoint.pt").write_bytes(b"")
     summary = train_one(job, MlflowTracker("tests"))
     assert summary["sel/epochs_run"] == 2 and statuses(job.run_key) == ["FINISHED"]
+    assert summary["resumed_from"] == "fresh" and summary["attempt_steps"] == 2 * 5  # 40 images, batch 8
 
 
 def test_corrupt_or_lost_done_marker_is_rebuilt_from_mlflow(bench_home, folder_root):

@@ -10,7 +10,7 @@ from bench.jobs.lifecycle import train_one
 from bench.train.engine import NonFiniteLoss
 from bench.tracking.runs import MlflowTracker
 from bench.tracking.store import tracking_uri
-from helpers import StopAfter, make_job
+from helpers import StopAfter, assert_same_weights, check_resumed, make_job
 
 
 def runs(experiment="tests"):
@@ -65,7 +65,7 @@ def test_non_finite_loss_fails_clearly(bench_home, folder_root):
 def test_interrupted_run_resumes_to_the_same_result(bench_home, folder_root, tmp_path, monkeypatch, method):
     job = make_job(folder_root, method, epochs=3)
     straight = train_one(job, MlflowTracker("tests"))
-    straight_weights = torch.load(job.run_dir / "selected.pt", weights_only=False)["state_dict"]
+    straight_weights = job.run_dir / "selected.pt"
 
     monkeypatch.setenv("BENCH_HOME", str(tmp_path / "second"))
     (tmp_path / "second").mkdir()
@@ -79,15 +79,17 @@ def test_interrupted_run_resumes_to_the_same_result(bench_home, folder_root, tmp
     assert len(killed) == 1
     resumed = train_one(job, MlflowTracker("tests"))
 
+    check_resumed(resumed, straight, epoch=1, epochs=3)  # not a restart from scratch that ends alike
     for key, value in straight.items():
         if key.startswith("sel/"):
             assert resumed[key] == value, key
-    resumed_weights = torch.load(job.run_dir / "selected.pt", weights_only=False)["state_dict"]
-    assert all(torch.equal(straight_weights[k], resumed_weights[k]) for k in straight_weights)
+    assert_same_weights(job.run_dir / "selected.pt", straight_weights)
     run = client.get_run(killed[0].info.run_id)  # the same MLflow run was reopened and finished
     assert run.info.status == "FINISHED"
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val/top1")] == [1, 2, 3]
     assert json.loads((job.run_dir / "done.json").read_text())["run_id"] == run.info.run_id
+    assert run.data.tags["bench.resumed_from"] == resumed["resumed_from"]
+    assert run.data.tags["bench.attempt_steps"] == str(resumed["attempt_steps"])
 
 
 def test_finished_job_is_not_run_again(bench_home, folder_root):
