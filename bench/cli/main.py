@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report_cli.add_parser(sub)
     data_cli.add_parser(sub)
+    from bench.cli import export as export_cli
+
+    export_cli.add_parser(sub)
     sweep_cli.add_parsers(sub)
     from bench.perf import args as perf_args
 
@@ -243,6 +246,12 @@ def cmd_data(args) -> int:
     return data_cli.run(args)
 
 
+def cmd_export(args) -> int:
+    from bench.cli import export as export_cli
+
+    return export_cli.run(args)
+
+
 def cmd_pretrain(args) -> int:
     from bench.train.pretrain_toy import main as pretrain_main
 
@@ -274,7 +283,7 @@ def cmd_clean(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "list": cmd_list, "ui": cmd_ui, "pretrain": cmd_pretrain, "report": cmd_report, "data": cmd_data,
-            "sweep": cmd_sweep, "status": cmd_status, "clean": cmd_clean, "perf": cmd_perf}
+            "sweep": cmd_sweep, "status": cmd_status, "clean": cmd_clean, "perf": cmd_perf, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:
