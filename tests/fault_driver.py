@@ -2,7 +2,9 @@
 
 The process SIGKILLs itself the Nth time it reaches POINT (nothing is cleaned up, exactly like an OOM kill or
 a lost node) or, for POINT=sigterm-step, sends itself SIGTERM (preemption). Points are patched in from here,
-so the product carries no fault hooks.
+so the product carries no fault hooks. Two points are not kills: `mlflow-commit` kills inside an MLflow write
+(the SQL of the transaction sent, its commit not: SQLite is left with a hot journal), and `full-disk` makes the
+disk full from the Nth checkpoint on (every atomic write then fails with ENOSPC).
 """
 from __future__ import annotations
 
@@ -87,8 +89,43 @@ def arm(point: str, n: int) -> None:
             return out
 
         lifecycle.JobLifecycle.run = run
+    elif point == "mlflow-commit":
+        from sqlalchemy.orm import Session
+
+        original_commit = Session.commit
+
+        def commit(self):
+            self.flush()  # the transaction's writes reach SQLite (journal and pages); the commit never does
+            hit()
+            return original_commit(self)
+
+        Session.commit = commit
+    elif point == "full-disk":
+        _full_disk_from(n)
     else:
         raise SystemExit(f"unknown fault point {point}")
+
+
+def _full_disk_from(n: int) -> None:
+    import errno
+
+    import bench.fsutil as fsutil
+    import bench.jobs.checkpoints as checkpoints
+
+    state = {"left": n}
+    original = fsutil.atomic_write_bytes
+
+    def write(path, fn):
+        if state["left"] <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return original(path, fn)
+
+    def checkpoint_write(path, fn):
+        state["left"] -= 1
+        return write(path, fn)
+
+    fsutil.atomic_write_bytes = write  # done markers, weights, reports (they call it through the module)
+    checkpoints.atomic_write_bytes = checkpoint_write
 
 
 if __name__ == "__main__":

@@ -140,17 +140,38 @@ def cmd_run(args) -> int:
 
         log_models(plan.jobs + extra, register=args.register)
     out = bench_home() / "reports" / plan.experiment
-    markdown = write_report(plan.experiment, None, out)
-    print()
-    print(markdown)
-    print(f"Report (md, LaTeX, CSV, HTML, plots): {out}")
+    try:
+        markdown = write_report(plan.experiment, None, out)
+    except (BenchError, OSError) as exc:  # nothing FINISHED to report, or no room to write it
+        reason = exc if isinstance(exc, BenchError) else f"cannot write it to {out}: {exc.strerror or exc}"
+        if not outcome.failed:
+            raise BenchError(f"No report: {reason}") from None
+        print(f"\nNo report: {reason}")  # the failure summary, below, comes last: it is the cause
+    else:
+        print()
+        print(markdown)
+        print(f"Report (md, LaTeX, CSV, HTML, plots): {out}")
     print(f"MLflow: experiment '{plan.experiment}' in {tracking_uri()}")
     print(f"Browse: {study_link(plan.experiment)}")
     if outcome.failed:
-        raise BenchError(f"{len(outcome.failed)} job(s) failed ({', '.join(outcome.failed)}); the report above leaves "
-                         "them out. Their errors are logged above and tagged bench.error in MLflow; rerun the same "
-                         "command to resume them.")
+        raise BenchError(failure_summary(plan.experiment, outcome.failed))
     return 0
+
+
+def failure_summary(experiment: str, failed: list[str]) -> str:
+    """Which jobs failed and why (each run's bench.error), then the fix: the last line `bench run` prints."""
+    from bench.tracking.store import failure_notes
+
+    failed = list(dict.fromkeys(failed))
+    notes = failure_notes(experiment, failed)
+    parts = []
+    for key in failed:
+        name, error = notes.get(key, (key, ""))
+        why = error.removeprefix("BenchError: ").splitlines()[0][:400].rstrip(".") if error.strip() else \
+            "its error is logged above"
+        parts.append(f"{name} ({key}): {why}")
+    return (f"{len(failed)} job(s) failed: {'; '.join(parts)}. Fix that, then rerun the same command: finished jobs "
+            "are kept and failed ones run again (errors are tagged bench.error in MLflow).")
 
 
 def study_link(experiment: str) -> str:

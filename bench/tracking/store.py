@@ -130,6 +130,24 @@ def experiment_names(uri: str | None = None) -> list[str]:
     return [e.name for e in client(uri).search_experiments()]
 
 
+def failure_notes(experiment: str, keys: list[str], uri: str | None = None) -> dict[str, tuple[str, str]]:
+    """{run_key: (run name, its bench.error)} of the latest FAILED run of each key; {} when the store cannot be read
+    (the caller falls back to the log)."""
+    try:
+        c = client(uri)
+        exp = c.get_experiment_by_name(experiment)
+        if exp is None:
+            return {}
+        notes: dict[str, tuple[str, str]] = {}
+        for run in _search_all(c, exp.experiment_id, "attributes.status = 'FAILED'"):  # oldest first: latest wins
+            key = run.data.tags.get("bench.run_key")
+            if key in keys:
+                notes[key] = (run.data.tags.get("mlflow.runName", key), run.data.tags.get("bench.error", ""))
+        return notes
+    except Exception:  # a full disk or a damaged store must not hide the failure being reported
+        return {}
+
+
 _REACHABLE: set[str] = set()
 
 

@@ -5,11 +5,12 @@ import hashlib
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from bench.runtime.distributed import current, gather_shards, shard_indices
 
 from bench.fsutil import torch_save_atomic
+from bench.train.loader import Loader
 from bench.train.metrics import get_metric
 from bench.spec.tasks import EvalSet
 
@@ -19,14 +20,15 @@ def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, g
                 sampler=None):
     """A DataLoader that can feed a GPU: pinned host memory when the batches go to CUDA (async copies with
     `non_blocking=True`), workers kept alive across epochs and several batches prefetched per worker.
-    With 0 workers on CPU it is the plain loader (tests, the toy demo)."""
+    With 0 workers on CPU it is the plain loader (tests, the toy demo). A worker's BenchError comes out as
+    itself, one line (bench/train/loader.py)."""
     extra = {}
     if workers > 0:
         # Re-spawning workers each epoch costs seconds (dataset pickling, imports) on every pass.
         extra = {"persistent_workers": True if persistent_workers is None else persistent_workers,
                  "prefetch_factor": prefetch_factor}
     pin = device is not None and torch.device(device).type == "cuda"
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
+    return Loader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
                       drop_last=drop_last, pin_memory=pin, sampler=sampler, **extra)
 
 
