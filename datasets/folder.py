@@ -6,11 +6,13 @@ Layout:
     <root>/templates.txt    optional: one prompt template per line, with {} for the class name
 Without classnames.txt the folder names are used (underscores become spaces). Without a `val` split,
 a seeded, stratified 10% of `train` (at least one image of each class) is held out as `val` (recorded by
-describe()). Every class needs images in every split the task uses (`validate`), and the fingerprint covers
-every file's size and modification time plus the two text files.
+describe()). Before any job (`validate`): at least 2 classes, every class with images in every split the
+task uses, and every image's header readable (PIL opens it; above HEADER_CHECK_MAX files a seeded sample,
+which the log says). The fingerprint covers every file's size and modification time plus the two text files.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from bench.datasets.images import ImageListDataset, list_images
 from bench.errors import BenchError
 
 LAYOUT = "<root>/<split>/<class>/<image> with splits such as train, val, test (optional classnames.txt, templates.txt)"
+HEADER_CHECK_MAX = 100_000  # files whose headers are all read; above it, a seeded sample of this many
+log = logging.getLogger(__name__)
 
 
 class FolderDataset(DatasetSource):
@@ -89,6 +93,10 @@ class FolderDataset(DatasetSource):
         """Every class has images in every split the task uses: an empty class or one missing from a split
         would train without it or score a class that cannot be predicted, silently."""
         super().validate(splits)
+        if len(self.class_folders) < 2:
+            raise BenchError(f"Folder dataset {self.root}: {self.root / 'train'} has {len(self.class_folders)} class "
+                             f"folder ({self.class_folders[0]!r}); classification needs at least 2. Add a folder per "
+                             f"class. Expected layout: {LAYOUT}.")
         for split in splits:
             counts = np.bincount([y for _, y in self._samples(split)], minlength=len(self.class_folders))
             empty = [self.class_folders[c] for c in np.flatnonzero(counts == 0)]
@@ -101,6 +109,30 @@ class FolderDataset(DatasetSource):
             raise BenchError(f"Folder dataset {self.root}: split '{split}' has no images of class folder(s) "
                              f"{empty[:5]}{' ...' if len(empty) > 5 else ''} (expected {self.root / split}/<class>/"
                              "<image> for every class of train/). Add images there, or remove the class from every split.")
+
+        self.check_images(splits)
+
+    def check_images(self, splits) -> None:
+        """Every image of `splits` opens in PIL (its header: cheap), so an undecodable file fails now, not in
+        the middle of a job; above HEADER_CHECK_MAX files, a seeded sample of that many."""
+        from PIL import Image, UnidentifiedImageError
+
+        paths = sorted({p for split in splits for p, _ in self._samples(split)})
+        if len(paths) > HEADER_CHECK_MAX:
+            order = np.random.default_rng(0).permutation(len(paths))[:HEADER_CHECK_MAX]
+            log.warning("Folder dataset %s: %d images; checked the headers of a sample of %d", self.root, len(paths),
+                        HEADER_CHECK_MAX)
+            paths = [paths[i] for i in sorted(order)]
+        bad = []
+        for path in paths:
+            try:
+                with Image.open(path) as img:
+                    img.size  # noqa: B018 (the header is parsed on open; size proves it has one)
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                bad.append(f"{path.relative_to(self.root)} ({type(exc).__name__})")
+        if bad:
+            raise BenchError(f"Folder dataset {self.root}: {len(bad)} file(s) that are not readable images: "
+                             f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}. Replace or remove them.")
 
     def _build_split(self, split, transform):
         return ImageListDataset(self._samples(split), transform)

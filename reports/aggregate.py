@@ -38,5 +38,6 @@ def row_summary(picks: pd.DataFrame) -> pd.DataFrame:
         frame = frame.sort_values("seed")
         alphas = [float(a) for a in frame["alpha"] if a is not None and pd.notna(a)]
         rows.append({"model": model, "task": task, "row": row, "seeds": len(frame), "alphas": tuple(alphas),
-                     "candidates": int(frame["candidates"].max())})
-    return pd.DataFrame(rows, columns=["model", "task", "row", "seeds", "alphas", "candidates"])
+                     "candidates": int(frame["candidates"].max()),
+                     "note": "; ".join(dict.fromkeys(n for n in frame.get("note", []) if isinstance(n, str) and n))})
+    return pd.DataFrame(rows, columns=["model", "task", "row", "seeds", "alphas", "candidates", "note"])

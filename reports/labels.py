@@ -64,6 +64,18 @@ def row_order(row: str) -> tuple:
     return (wise, not known, names.index(base) if known else 0, ablation, method)
 
 
+def run_note(tags: dict) -> str:
+    """What a row's notes say about the run behind it: the lr search that chose it (sweeps/tune.py) and a
+    training that did not learn (bench/jobs/learned.py)."""
+    notes = []
+    keys, _, k = str(tags.get("bench.tuned", "")).partition(":")
+    if keys and k:
+        notes.append(f"{keys} tuned on ID val: best of {k}")
+    if tags.get("bench.did_not_learn"):
+        notes.append(f"did not learn: {tags['bench.did_not_learn']}")
+    return "; ".join(notes)
+
+
 def model_label(arch: str, pretrained: str | None) -> str:
     if pretrained in (None, "", "None", "none"):
         return f"{arch} (random init)"

@@ -47,6 +47,7 @@ class Row:
     cells: dict[str, Cell] = field(default_factory=dict)
     alphas: tuple = ()
     candidates: int = 1
+    note: str = ""                  # the chosen runs' own notes (lr searched, did not learn)
 
 
 @dataclass
@@ -128,6 +129,7 @@ def _our_row(rid: str, here: pd.DataFrame, summary: pd.DataFrame, model: str, ta
     if not info.empty:
         rec = info.iloc[0]
         row.seeds, row.alphas, row.candidates = int(rec["seeds"]), tuple(rec["alphas"]), int(rec["candidates"])
+        row.note = rec.get("note", "") or ""
     mine = here[here["row"] == rid].set_index("key")
     for col in columns:
         if col.key in mine.index:

@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.reports.labels import MISMATCHED, model_label
+from bench.reports.labels import MISMATCHED, model_label, run_note
 
 EVAL_PREFIXES = ("val/", "id/", "ood/")
 ID_COLUMNS = ["run_id", "run_key", "model", "arch", "pretrained", "task", "method", "seed", "kind",
@@ -122,7 +122,7 @@ def _row(run) -> dict:
         "base_run_key": tags.get("bench.base_run_key", params.get("extra.base_run_key")),
         "alpha": float(alpha) if alpha not in (None, "") else None,
         "hparams": ", ".join(f"{k}={v}" for k, v in hp), "end_time": run.info.end_time or 0,
-        "artifact_uri": run.info.artifact_uri,
+        "artifact_uri": run.info.artifact_uri, "note": run_note(tags),
     }
     if tags.get("bench.objective_matched") == "False":
         row["method"] = f"{row['method']}:{tags.get('bench.objective', '?')}{MISMATCHED}"

@@ -153,7 +153,7 @@ def select(runs: pd.DataFrame, rule: SelectionMethod, history: pd.DataFrame | No
         picks.append({"model": run["model"], "task": run["task"], "row": row, "seed": run["seed"],
                       "run_key": run["run_key"], "hparams": run["hparams"], "base_run_key": run["base_run_key"],
                       "epoch": int(point.get("epoch", 0)), "alpha": run["alpha"] if run["kind"] == "wiseft" else None,
-                      "score": score, "candidates": n})
+                      "score": score, "candidates": n, "note": run.get("note", "") or ""})
         points.extend({"model": run["model"], "task": run["task"], "row": row, "seed": run["seed"], "key": k, "value": v}
                       for k, v in sorted(point.items()) if k.startswith(("id/", "ood/", "val/")))
 
@@ -186,7 +186,7 @@ def select(runs: pd.DataFrame, rule: SelectionMethod, history: pd.DataFrame | No
 
     return Selected(
         picks=pd.DataFrame(picks, columns=["model", "task", "row", "seed", "run_key", "hparams", "base_run_key", "epoch",
-                                           "alpha", "score", "candidates"]),
+                                           "alpha", "score", "candidates", "note"]),
         points=pd.DataFrame(points, columns=["model", "task", "row", "seed", "key", "value"]),
         curves=pd.DataFrame(curves, columns=["model", "task", "row", "seed", "alpha", "key", "value"]),
         val_keys=val_keys,

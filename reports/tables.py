@@ -31,10 +31,10 @@ def note_text(row: Row) -> str:
     if row.source == "reference":
         return "published"
     if row.alphas:
-        return "α=" + "/".join(f"{a:g}" for a in row.alphas)
+        return "; ".join(["α=" + "/".join(f"{a:g}" for a in row.alphas)] + ([row.note] if row.note else []))
     if row.candidates > 1:
-        return f"best of {row.candidates} hparam configs"
-    return ""
+        return "; ".join([f"best of {row.candidates} hparam configs"] + ([row.note] if row.note else []))
+    return row.note
 
 
 def seeds_text(row: Row) -> str:

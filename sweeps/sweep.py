@@ -87,7 +87,8 @@ class Sweep:
 def build_sweep(method: str, task: str | None = None, suite: str | None = None, folder: str | None = None,
                 space: str | None = None, num_samples: int | None = None, space_seed: int = 0, seeds=None,
                 model: str | None = None, pretrained: str | None = None, sets: list[str] | None = None,
-                config: str | None = None, experiment: str | None = None, runtime: dict | None = None) -> list[Sweep]:
+                config: str | None = None, experiment: str | None = None, runtime: dict | None = None,
+                quiet: bool = False) -> list[Sweep]:
     """One Sweep per task (every task of the suite when `task` is None). Every name, key, type, value and
     dataset is checked here, before anything is recorded."""
     from bench.config import method_defaults
@@ -107,7 +108,7 @@ def build_sweep(method: str, task: str | None = None, suite: str | None = None, 
                          f"(methods that train: {', '.join(trainers)}).")
     plan = build_plan(suite=suite, folder=folder, tasks=task, methods=method, model=model, pretrained=pretrained,
                       seeds=seeds, sets=sets, config=config, experiment=experiment, runtime=runtime)
-    for warning in plan.warnings:  # the default point's schedule, before any trial starts
+    for warning in [] if quiet else plan.warnings:  # the default point's schedule, before any trial starts
         print(f"warning: {warning}")
     defaults = method_defaults(cls)
     suite_spec = _suite_spec(plan.suite, folder)

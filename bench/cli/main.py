@@ -23,7 +23,7 @@ class _HelpWithKeys(argparse.Action):
         def show(v):
             return "[" + ", ".join(f"{x:g}" for x in v) + "]" if isinstance(v, list) else repr(v)
 
-        fitted = {"batch_size": "where unset: a quarter of the training images, at most 256",
+        fitted = {"batch_size": "where unset: clamp(training images // 32, 16, 256)",
                   "warmup": f"where unset: {WARMUP_FRACTION:.0%} of all steps"}
         lines = ["--set keys and defaults (a suite, --config or --set changes them; scope one method as METHOD.key):"]
         lines += [f"  {k:<22} {fitted.get(k, show(v))}" for k, v in COMMON_HPARAMS.items()]
@@ -46,6 +46,8 @@ def _add_run(sub) -> None:
     p.add_argument("--wise-ft", action="store_true", help="apply WiSE-FT to every finetuning method of the run")
     p.add_argument("--tune", type=int, metavar="N", help="first tune each training method on ID validation: "
                                                          "the suite's setting plus N draws from its sweep space")
+    p.add_argument("--no-tune", action="store_true", help="no learning-rate search where nothing sets lr (--folder "
+                                                          "data): train at the method's default lr")
     add_executor_args(p)
     p.add_argument("--dry-run", action="store_true", help="print the jobs with their states and exit")
     p.add_argument("--log-model", action="store_true", help="store each finished training job's selected weights "
@@ -116,6 +118,14 @@ def cmd_run(args) -> int:
 
     for line in weights_lines(plan.jobs):
         print(line)
+    if args.tune is not None or args.no_tune:
+        if args.tune is not None and args.no_tune:
+            raise BenchError("--tune N and --no-tune contradict each other; pass one.")
+        plan.lr_search = []
+    from bench.sweeps.tune import describe_search
+
+    for line in describe_search(plan):
+        print(line)
     if args.dry_run:
         return 0
     offline = unfetchable(plan.jobs) if not args.address else []  # a cluster's nodes may have their own cache
@@ -130,11 +140,19 @@ def cmd_run(args) -> int:
         from bench.sweeps.tune import tune
 
         tuned, tuned_failures = tune(args, plan, opts)
+    elif plan.lr_search:
+        from bench.sweeps.tune import search_lr
+
+        tuned_failures = search_lr(args, plan, opts)
     outcome = launch(plan.jobs, opts, launchable=RUN_LAUNCHES, wiseft=wiseft)
     extra = [j for j in tuned if wiseft and j.method in wiseft[0] and j.run_key not in {p.run_key for p in plan.jobs}]
     if extra:  # WiSE-FT over every tuned configuration, so that selection on ID validation sees them all
         outcome.failed += launch(extra, opts, launchable=RUN_LAUNCHES, wiseft=wiseft).failed
     outcome.failed += tuned_failures
+    from bench.jobs.learned import check_learned
+
+    for warning in check_learned(plan):
+        print(f"warning: {warning}")
     if args.log_model or args.register:
         from bench.tracking.model_logging import log_models
 

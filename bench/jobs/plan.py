@@ -35,6 +35,9 @@ class Plan:
     alphas: list[float] = field(default_factory=lambda: list(DEFAULT_ALPHAS))
     schedules: list = field(default_factory=list)   # per job: bench.train.fitted_defaults.Schedule (None: data not read or no training)
     warnings: list[str] = field(default_factory=list)  # shown before any work starts
+    # (task, method) pairs whose lr nothing sets (suite, --config, --set) on pretrained weights: `bench run`
+    # searches their lr on ID validation first (sweeps/tune.py) unless --no-tune or --tune N.
+    lr_search: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _names(value, what: str = "names") -> list[str] | None:
@@ -129,7 +132,7 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
     weights = pretrained if pretrained is not None else cfg.get("pretrained", model_cfg.get("pretrained") if arch == model_cfg.get("arch") else None)
     if model and model != model_cfg.get("arch") and pretrained is None:
         weights = "default" if arch == "toy-clip" else None
-    check_pretrained(arch, weights)  # fails now, not after the first job, if a checkpoint is missing
+    from_scratch = check_pretrained(arch, weights).weights is None  # fails now, not after the first job, if a checkpoint is missing
 
     overrides = parse_sets(sets or [])
     defaults = {m: method_defaults(classes[m]) for m in trained}
@@ -150,12 +153,14 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
         build_task(t, spec["tasks"][t])  # missing or malformed data fails here, before training
 
     exp = experiment or cfg.get("experiment") or spec.get("experiment") or spec["name"]
-    jobs, schedules, warnings = [], [], []
+    jobs, schedules, warnings, lr_search = [], [], [], []
     sizes = _TrainSizes(spec["tasks"], required=check_data)
     for t in task_names:
         for m in trained:
             hp = resolve_hparams(m, defaults[m], layers_by_task[t])
             explicit = explicit_keys(m, layers_by_task[t])
+            if classes[m].trains and not from_scratch and not explicit_keys(m, layers_by_task[t], ("lr",)):
+                lr_search.append((t, m))  # random init (--pretrained none) has no zero-shot to move from: not searched
             for s in seed_list:
                 job_hp, schedule = hp, None
                 n_train = sizes.get(t, s) if classes[m].trains else None
@@ -167,7 +172,7 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
                                 runtime=dict(runtime or {})))
                 schedules.append(schedule)
     alphas = cfg.get("wiseft_alphas", spec.get("wiseft", {}).get("alphas", DEFAULT_ALPHAS))  # both checked already
-    return Plan(spec["name"], exp, task_names, method_names, jobs, bases, alphas, schedules, warnings)
+    return Plan(spec["name"], exp, task_names, method_names, jobs, bases, alphas, schedules, warnings, lr_search)
 
 
 class _TrainSizes:

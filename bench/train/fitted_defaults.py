@@ -1,8 +1,10 @@
 """Engine defaults that fit the data, and the schedule each job will run.
 
 The engine's defaults are ImageNet-scale (batch 256, paper warmup). Where neither the suite, a --config file
-nor --set gives `batch_size` or `warmup`, they are derived from the training set: a batch of at most a
-quarter of it (so an epoch has several steps) and a warmup of WARMUP_FRACTION of all steps. An explicit
+nor --set gives `batch_size` or `warmup`, they are derived from the training set: a batch of
+clamp(n_train // 32, 16, 256) images, so that a small set still gets about 20 or more optimizer steps per
+epoch (never more than a quarter of the set, so a tiny one gets at least 4), and a warmup of
+WARMUP_FRACTION of all steps. An explicit
 warmup longer than the whole run is capped to it (the learning rate would otherwise never reach `lr`), and
 a run of fewer than MIN_STEPS steps is warned about: both before any work starts.
 """
@@ -14,6 +16,13 @@ from dataclasses import dataclass
 WARMUP_FRACTION = 0.05   # of all steps: FLYP's 500 warmup steps are 2-5% of its ImageNet/iWildCam runs
 MIN_STEPS = 10           # fewer optimizer steps than this barely move a pretrained model
 FITTED = ("batch_size", "warmup")
+BATCH_DIVISOR, MIN_BATCH, MAX_BATCH = 32, 16, 256   # batch = clamp(n_train // 32, 16, 256)
+
+
+def fitted_batch(n_train: int, cap: int = MAX_BATCH) -> int:
+    """The default batch for `n_train` images: ~32 steps per epoch on small sets, 256 from 8192 images."""
+    batch = min(cap, MAX_BATCH, max(MIN_BATCH, n_train // BATCH_DIVISOR))
+    return max(1, min(batch, n_train // 4))
 
 
 @dataclass
@@ -30,7 +39,7 @@ def fit_hparams(hp: dict, explicit: set[str], n_train: int, name: str) -> tuple[
     """(hparams with unset keys fitted to `n_train`, the resulting schedule, warnings to show before work)."""
     hp, warnings = dict(hp), []
     if "batch_size" not in explicit:
-        hp["batch_size"] = max(1, min(hp["batch_size"], n_train // 4))
+        hp["batch_size"] = fitted_batch(n_train, hp["batch_size"])
     steps = max(1, math.ceil(n_train / hp["batch_size"]))  # the training loader keeps the last partial batch
     total = steps * hp["epochs"]
     if "warmup" not in explicit:
@@ -47,9 +56,9 @@ def fit_hparams(hp: dict, explicit: set[str], n_train: int, name: str) -> tuple[
     return hp, Schedule(n_train, steps, total), warnings
 
 
-def explicit_keys(method: str, layers: list[dict]) -> set[str]:
+def explicit_keys(method: str, layers: list[dict], keys=FITTED) -> set[str]:
     """Keys some layer (suite, task, --config, --set) sets for `method`, plain or scoped (`ft.warmup`)."""
-    return {k for k in FITTED for layer in layers if k in (layer or {}) or f"{method}.{k}" in (layer or {})}
+    return {k for k in keys for layer in layers if k in (layer or {}) or f"{method}.{k}" in (layer or {})}
 
 
 def train_size(task_name: str, spec: dict, seed: int) -> int:
