@@ -29,8 +29,9 @@ def add_selection_args(p) -> None:
 
 
 def add_executor_args(p) -> None:
-    p.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="local: one job after another in this process (default); ray: Ray Tune trials")
+    p.add_argument("--executor", default="local", choices=["local", "ray", "slurm"],
+                   help="local: one job after another in this process (default); ray: Ray Tune trials; slurm: one "
+                        "SLURM job array per launch, through submitit (docs/clusters.md)")
     p.add_argument("--resources", metavar="cpu=N,gpu=M",
                    help="per Ray trial (default: the suite's `resources`, else cpu=1 and gpu=1 when the cluster has GPUs)")
     p.add_argument("--max-concurrent", type=int, help="most Ray trials at once (default: as many as resources allow)")
@@ -54,6 +55,28 @@ def add_executor_args(p) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the image and text towers (GPU runs)")
     p.add_argument("--log-every", type=int, default=10, metavar="N",
                    help="log training loss, learning rate and temperature to MLflow every N steps (default 10)")
+    add_slurm_args(p)
+
+
+def add_slurm_args(p) -> None:
+    g = p.add_argument_group("SLURM (--executor slurm; docs/clusters.md)")
+    g.add_argument("--slurm-partition", help="partition to submit to (default: the cluster's default)")
+    g.add_argument("--slurm-time", default="60", metavar="MIN|HH:MM:SS",
+                   help="time limit per job (default 60 minutes); 90 s before it the job checkpoints and is requeued")
+    g.add_argument("--slurm-gpus-per-job", type=int, metavar="N", help="GPUs per job; the job runs as N processes "
+                   "(as --gpus N) inside its allocation (default: --gpus, or 0 with --device cpu)")
+    g.add_argument("--slurm-cpus-per-gpu", type=int, metavar="N", help="CPUs per process (one for the model, the "
+                   "rest load data; default 4 per GPU, 1 with --device cpu)")
+    g.add_argument("--slurm-mem", metavar="SIZE", help="memory per job, as sbatch --mem takes it (e.g. 32G)")
+    g.add_argument("--slurm-account", help="account to charge (sbatch --account)")
+    g.add_argument("--slurm-qos", help="quality of service (sbatch --qos)")
+    g.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other sbatch option, e.g. constraint=a100 or exclude=node3 (repeatable)")
+    g.add_argument("--slurm-parallel", type=int, metavar="N", help="most jobs of the array running at once")
+    g.add_argument("--slurm-shared", action="store_true", help="BENCH_HOME and the SQLite store are on storage "
+                   "every node mounts at the same path (when bench cannot tell)")
+    g.add_argument("--wait", action="store_true", help="with --executor slurm: follow the jobs to their end (then "
+                   "`bench run` runs WiSE-FT and the report); without it the command returns after submission")
 
 
 def add_parsers(sub) -> None:
@@ -93,8 +116,13 @@ def runtime_from(args, resources: dict | None = None) -> dict:
     from bench.train.options import check_runtime
     from bench.runtime.host import default_workers
 
+    executor = getattr(args, "executor", "local")
+    if executor == "slurm" and args.slurm_gpus_per_job:
+        args.gpus = args.slurm_gpus_per_job  # N processes inside the job's allocation
     if args.workers is not None:
         workers = args.workers
+    elif executor == "slurm":
+        workers = _slurm_cpus_per_process(args) - 1  # the job's CPUs, one for the model
     elif getattr(args, "executor", "local") == "ray":
         workers = max(0, int((resources or {}).get("cpu", 1)) - 1)  # the trial's CPUs, one for the model
     else:
@@ -113,7 +141,7 @@ def runtime_from(args, resources: dict | None = None) -> dict:
     if args.log_every < 1:
         raise BenchError(f"--log-every must be an integer >= 1 (steps between MLflow points), got {args.log_every}.")
     # Under Ray the jobs run on the cluster's nodes: check the device name here, its existence there.
-    return check_runtime(runtime, local=getattr(args, "executor", "local") != "ray")
+    return check_runtime(runtime, local=getattr(args, "executor", "local") == "local")
 
 
 def launch_options(args, suite_resources: dict | None = None):
@@ -124,7 +152,85 @@ def launch_options(args, suite_resources: dict | None = None):
         resources = {k: float(v) for k, v in suite_resources.items()}
     asha = {"grace_period": args.grace_period, "reduction_factor": args.reduction_factor} if getattr(args, "asha", False) else None
     return LaunchOptions(executor=args.executor, address=args.address, resources=resources,
-                         max_concurrent=args.max_concurrent, asha=asha, max_failures=args.max_failures)
+                         max_concurrent=args.max_concurrent, asha=asha, max_failures=args.max_failures,
+                         slurm=slurm_options(args))
+
+
+def _slurm_cpus_per_process(args) -> int:
+    return args.slurm_cpus_per_gpu or (1 if args.device == "cpu" else 4)
+
+
+def parse_slurm_time(text: str) -> int:
+    """SLURM's time formats (MIN, MIN:SS, H:MM:SS, D-H, D-H:MM, D-H:MM:SS) -> whole minutes."""
+    days, _, rest = text.strip().rpartition("-") if "-" in text else ("0", "", text.strip())
+    try:
+        parts = [int(x) for x in rest.split(":")]
+        day = int(days or 0)
+    except ValueError:
+        parts, day = [], 0
+    if not parts or len(parts) > 3 or any(x < 0 for x in parts) or ("-" in text and len(parts) > 3):
+        raise BenchError(f"--slurm-time expects minutes or [D-]HH:MM:SS (as sbatch --time), got '{text}'.")
+    if "-" in text:  # D-H, D-H:MM, D-H:MM:SS
+        h, m, sec = (parts + [0, 0])[:3]
+    elif len(parts) == 3:
+        h, m, sec = parts
+    else:  # MIN or MIN:SS
+        h, m, sec = 0, parts[0], (parts[1] if len(parts) > 1 else 0)
+    minutes = day * 1440 + h * 60 + m + (1 if sec else 0)
+    if minutes < 1:
+        raise BenchError(f"--slurm-time must be at least one minute, got '{text}'.")
+    return minutes
+
+
+def slurm_options(args) -> dict | None:
+    """The --slurm-* options as sweeps/slurm_executor.py takes them; refused with another executor."""
+    given = [f"--{k.replace('_', '-')}" for k in ("slurm_partition", "slurm_gpus_per_job", "slurm_cpus_per_gpu",
+                                                  "slurm_mem", "slurm_account", "slurm_qos", "slurm_extra",
+                                                  "slurm_parallel", "slurm_shared", "wait") if getattr(args, k, None)]
+    if getattr(args, "executor", "local") != "slurm":
+        if given:
+            raise BenchError(f"{', '.join(given)} apply to --executor slurm only.")
+        return None
+    extra = {}
+    for item in args.slurm_extra:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise BenchError(f"--slurm-extra expects KEY=VALUE (an sbatch option without its dashes, e.g. "
+                             f"constraint=a100), got '{item}'.")
+        extra[key.strip().lstrip("-").replace("-", "_")] = value.strip()
+    for flag in ("slurm_gpus_per_job", "slurm_cpus_per_gpu", "slurm_parallel"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "slurm_gpus_per_job" else 1):
+            raise BenchError(f"--{flag.replace('_', '-')} must be a positive integer, got {value}.")
+    if args.slurm_gpus_per_job is not None:
+        gpus = args.slurm_gpus_per_job
+    else:
+        gpus = 0 if args.device == "cpu" else args.gpus
+    procs = max(args.gpus, 1)
+    cpus = _slurm_cpus_per_process(args) * procs
+    minutes = parse_slurm_time(args.slurm_time)
+    describe = f"{gpus} GPU(s), {cpus} CPU(s), {procs} process(es) each, {minutes} min"
+    if args.slurm_partition:
+        describe += f", partition {args.slurm_partition}"
+    return {"partition": args.slurm_partition, "time_min": minutes, "gpus": gpus, "cpus": cpus,
+            "mem": args.slurm_mem, "account": args.slurm_account, "qos": args.slurm_qos, "extra": extra,
+            "parallel": args.slurm_parallel, "shared": args.slurm_shared, "wait": args.wait,
+            "describe": describe, "status_args": _status_args(args)}
+
+
+def _status_args(args) -> str:
+    """The selection part of the command, for the `bench status` hint."""
+    import shlex
+
+    out = []
+    for flag in ("suite", "folder", "tasks", "model", "pretrained", "seeds", "config", "experiment"):
+        if getattr(args, flag, None):
+            out += [f"--{flag}", str(getattr(args, flag))]
+    methods = getattr(args, "methods", None) or getattr(args, "method", None)
+    out += ["--methods", methods] if methods else []
+    for item in getattr(args, "sets", []):
+        out += ["--set", item]
+    return " " + shlex.join(out) if out else ""
 
 
 def apply_suite_resources(args, opts, jobs, suite_resources: dict | None) -> None:
@@ -253,11 +359,24 @@ def cmd_status(args) -> int:
         print(f"  {sw['key']}  {sw['task']:<16} {sw['method']:<9} {len(sw['jobs'])} job(s): {counts(sw_states)}")
         if args.jobs:
             print(format_table(sw["jobs"], sw_states, extra=sw["hparam_idx"]))
+    _slurm_status(plan.jobs + [j for sw in sweeps for j in sw["jobs"]])
     others = [e for e in unfinished_everywhere(include_stopped=False) if e["run_key"] not in listed]
     if others:
         print(f"elsewhere in this BENCH_HOME: {len(others)} unfinished job(s) of other runs "
               "(`bench clean --incomplete` lists and deletes them)")
     return 0
+
+
+def _slurm_status(jobs) -> None:
+    """SLURM's state beside the job's, for jobs submitted with --executor slurm (imports submitit only then)."""
+    jobs = list({j.run_key: j for j in jobs}.values())
+    if not any((j.run_dir / "slurm.json").is_file() for j in jobs):
+        return
+    from bench.jobs.state import job_states
+    from .slurm_executor import status_lines
+
+    for line in status_lines(jobs, job_states(jobs)):
+        print(line)
 
 
 def cmd_clean(args) -> int:

@@ -26,7 +26,7 @@ from bench.jobs.state import SWEEP_LAUNCHES, counts, job_states, prepare_launch
 
 log = logging.getLogger(__name__)
 # name -> "module:function" running a list of jobs and returning the run_keys that failed.
-EXECUTORS = {"local": "bench.launch.launcher:run_local", "ray": "bench.sweeps.ray_executor:run_trials"}
+EXECUTORS = {"local": "bench.launch.launcher:run_local", "ray": "bench.sweeps.ray_executor:run_trials", "slurm": "bench.sweeps.slurm_executor:run_jobs"}
 # name -> "module:function" giving a context manager around the launch (connect to the cluster, and leave it).
 SESSIONS = {"ray": "bench.sweeps.ray_executor:session"}
 
@@ -42,6 +42,7 @@ class LaunchOptions:
     num_cpus: int | None = None           # for a Ray instance started here
     verbose: int = 1
     callbacks: list = field(default_factory=list)   # extra Tune callbacks (tests inject faults with these)
+    slurm: dict | None = None             # --slurm-* options (sweeps/cli.py slurm_options)
 
 
 @dataclass
@@ -165,7 +166,7 @@ def _launch_tracked(todo, opts: LaunchOptions, sweep, uri: str) -> Outcome:
     status = "KILLED"
     try:
         run = _executor(opts.executor)
-        if opts.executor == "ray":
+        if opts.executor in ("ray", "slurm"):
             metric, mode = (sweep.metric, sweep.mode) if sweep else (None, None)
             outcome.failed = run(todo, opts, uri, metric=metric, mode=mode, name=(sweep.key if sweep else "run"))
         else:
