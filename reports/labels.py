@@ -3,6 +3,7 @@ and the fixed number formatting every output shares (golden tests compare bytes)
 from __future__ import annotations
 
 WISE = "+wiseft"  # row id suffix: "ft+wiseft" is FT with weight ensembling
+SOUP = "@soup:"   # row id infix: "ft@soup:greedy" is the greedy soup of FT's configurations (methods/soup.py)
 
 # Metric keys as logged -> the words a paper header uses. Unknown metrics are shown as logged.
 METRIC_NAMES = {
@@ -35,6 +36,9 @@ def method_label(method: str) -> str:
     if method.endswith(MISMATCHED):
         base, _, objective = method[: -len(MISMATCHED)].partition(":")
         return f"{method_label(base)} ({OBJECTIVE_NAMES.get(objective, objective)} loss, mismatched)"
+    if SOUP in method:
+        base, _, kind = method.partition(SOUP)
+        return f"{method_label(base)} soup ({kind})"
     methods = _methods()
     return methods.meta(method).get("label", method) if method in methods else method
 
@@ -54,14 +58,16 @@ def row_label(row: str) -> str:
 
 
 def row_order(row: str) -> tuple:
-    """The paper's layout: every plain method in registry order, then each one with weight ensembling;
-    methods outside the registry follow, alphabetically."""
+    """The paper's layout: every plain method in registry order (each followed by its soups), then each one
+    with weight ensembling; methods outside the registry follow, alphabetically."""
     names = _methods().names()
     method, wise = split_row(row)
     ablation = method.endswith(MISMATCHED)
-    base = method[: -len(MISMATCHED)].partition(":")[0] if ablation else method
+    # A method's soups follow its own row, uniform then greedy (and share its colour in plots).
+    soup = {"uniform": 1, "greedy": 2}.get(method.partition(SOUP)[2], 3) if SOUP in method else 0
+    base = method[: -len(MISMATCHED)].partition(":")[0] if ablation else method.partition(SOUP)[0]
     known = base in names
-    return (wise, not known, names.index(base) if known else 0, ablation, method)
+    return (wise, not known, names.index(base) if known else 0, soup, ablation, method)
 
 
 def run_note(tags: dict) -> str:

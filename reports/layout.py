@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.reports.labels import metric_name, num, row_label, row_order
+from bench.reports.labels import WISE, metric_name, num, row_label, row_order
 from bench.reports.reference import RefEntry, match_entry
 
 
@@ -99,6 +99,7 @@ def build_tables(selected, cells: pd.DataFrame, summary: pd.DataFrame, rule, set
             columns = make_columns(sorted(set(here["key"])), set_order.get(task, []))
             val_key = selected.val_keys[task]
             rows = [_our_row(rid, here, summary, model, task, columns) for rid in rows_of_model]
+            _soup_sizes(rows, selected.picks[(selected.picks["model"] == model) & (selected.picks["task"] == task)])
             table = Table(model, task, val_key, caption(task, model, columns, val_key, rule), columns, rows)
             _add_effective_robustness(table)
             _bold(rows, table.columns)
@@ -137,6 +138,28 @@ def _our_row(rid: str, here: pd.DataFrame, summary: pd.DataFrame, model: str, ta
             std = rec["std"]
             row.cells[col.key] = Cell(mean=float(rec["mean"]), std=None if pd.isna(std) else float(std), n=int(rec["n"]))
     return row
+
+
+def _soup_sizes(rows: list[Row], picks: pd.DataFrame) -> None:
+    """Greedy soup rows say how many of the K configurations the soup kept: "FT soup (greedy, 2 of 3)" (a range
+    when seeds differ); their WiSE-FT rows say the same of the soup they interpolate."""
+    import re
+
+    sizes = {}
+    for _, pick in picks.iterrows():
+        m = re.search(r"soup=greedy, k=(\d+), K=(\d+)", str(pick["hparams"]))
+        if m:
+            sizes.setdefault(pick["row"], []).append((int(m[1]), int(m[2])))
+            sizes.setdefault(pick["run_key"], []).append((int(m[1]), int(m[2])))
+    for row in rows:
+        found = sizes.get(row.id, [])
+        if not found and row.id.endswith(WISE) and "@soup:greedy" in row.id:
+            keys = picks.loc[picks["row"] == row.id, "base_run_key"]
+            found = [s for k in keys for s in sizes.get(k, [])]
+        if found and "(greedy)" in row.label:
+            ks, Ks = sorted({k for k, _ in found}), sorted({K for _, K in found})
+            k = str(ks[0]) if len(ks) == 1 else f"{ks[0]}-{ks[-1]}"
+            row.label = row.label.replace("(greedy)", f"(greedy, {k} of {'/'.join(map(str, Ks))})")
 
 
 def _bold(rows: list[Row], columns: list[Column]) -> None:

@@ -12,7 +12,7 @@ import io
 
 import pandas as pd
 
-from bench.reports.labels import metric_name, row_label, row_order, split_row
+from bench.reports.labels import SOUP, metric_name, row_label, row_order, split_row
 from bench.reports.layout import Table
 
 
@@ -89,8 +89,8 @@ def id_ood_figure(table: Table, curves: pd.DataFrame, title: str | None = None):
         if wise:
             ax.scatter([xy[0]], [xy[1]], marker="*", s=220, facecolors="none", edgecolors=_colour(base),
                        linewidths=1.4, zorder=4, label=row.label)
-        else:
-            marker = "s" if base == "zeroshot" else "o"
+        else:  # soups are diamonds in their method's colour
+            marker = "s" if base == "zeroshot" else "D" if SOUP in base else "o"
             ax.scatter([xy[0]], [xy[1]], marker=marker, s=50, color=_colour(base), edgecolors="black",
                        linewidths=0.5, zorder=3, label=row.label)
         xs.append(xy[0])

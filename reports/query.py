@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.reports.labels import MISMATCHED, model_label, run_note
+from bench.reports.labels import MISMATCHED, SOUP, model_label, run_note
 
 EVAL_PREFIXES = ("val/", "id/", "ood/")
 ID_COLUMNS = ["run_id", "run_key", "model", "arch", "pretrained", "task", "method", "seed", "kind",
@@ -128,6 +128,11 @@ def _row(run) -> dict:
         row["method"] = f"{row['method']}:{tags.get('bench.objective', '?')}{MISMATCHED}"
     if row["method"] == "wiseft":
         row["kind"] = "wiseft"
+        if tags.get("bench.soup"):  # WiSE-FT over a soup: its row follows the soup's
+            row["base_method"] = f"{tags.get('bench.soup_of')}{SOUP}{tags['bench.soup']}"
+    if row["kind"] == "soup":  # a row of its own per soup kind; k of K rides in hparams (the row label shows it)
+        row["method"] = f"{tags.get('bench.base_method')}{SOUP}{tags.get('bench.soup')}"
+        row["hparams"] = f"soup={tags.get('bench.soup')}, k={tags.get('bench.soup_k')}, K={tags.get('bench.soup_K')}"
     row.update({k: v for k, v in metrics.items() if k.startswith("sel/")})
     return row
 

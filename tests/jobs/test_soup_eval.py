@@ -67,6 +67,21 @@ def test_soups_are_nested_runs_of_the_ingredients_mean(bench_home, folder_root, 
     assert at_one.data.tags["bench.soup"] == "uniform" and at_one.data.tags["bench.soup_of"] == method
     assert at_one.data.metrics["sel/val/top1"] == made[0][1]["sel/val/top1"]
 
+    # The report: soup rows (greedy with k of K) after the method's row, their WiSE-FT rows, diamonds on the plot.
+    from bench.reports.api import build_report
+
+    report = build_report("tests", layout="tasks", formats=("md",))
+    name = {"ft": "FT", "flyp": "FLYP"}[method]
+    k = made[1][1]["sel/soup/k"]
+    labels = [r.label for r in report.tables[0].ours]
+    assert labels == ["Zeroshot", name, f"{name} soup (uniform)", f"{name} soup (greedy, {k} of 2)",
+                      f"{name} soup (uniform) + WiSE-FT", f"{name} soup (greedy, {k} of 2) + WiSE-FT"], labels
+    uniform_row = report.tables[0].ours[2]
+    assert uniform_row.cells["ood/avg"].mean == pytest.approx(100 * made[0][1]["sel/ood/avg"])
+    ax = report.figures[(report.tables[0].model, report.tables[0].task, "id_ood")].axes[0]
+    diamonds = [c.get_label() for c in ax.collections if c.get_paths() and "soup" in c.get_label()]
+    assert f"{name} soup (uniform)" in diamonds
+
 
 def test_a_corrupted_ingredient_fails_the_soup_by_name(bench_home, folder_root):
     bases = [make_job(folder_root, "ft", epochs=1, lr=lr) for lr in (1e-3, 3e-3)]
