@@ -32,13 +32,11 @@ SHORT = {"imagenet": "IN", "imagenetv2": "V2", "imagenet-r": "R", "imagenet-a": 
 TASK_SHORT = {"imagenet": "ImageNet", "iwildcam": "iWildCam", "fmow": "FMoW", "caltech101": "Caltech101",
               "stanfordcars": "Cars", "flowers102": "Flowers", "pcam": "PCam", "sst2": "SST2", "eurosat": "EuroSAT",
               "toy-shift": "Toy-shift", "toy-cameras": "Toy-cameras"}
-# Two-sided 95% Student t quantiles; between listed df the smaller df is used (a slightly wider interval).
-T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
-        12: 2.179, 15: 2.131, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 49: 2.010, 60: 2.000, 120: 1.980}
-
-
 def t975(df: int) -> float:
-    return T975[max(k for k in T975 if k <= df)]
+    """The two-sided 95% Student t quantile (the 97.5th percentile) at `df` degrees of freedom, exact."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.975, df))
 
 
 def default_layout(name: str | None) -> str:

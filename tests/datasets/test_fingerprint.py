@@ -12,6 +12,7 @@ from torchvision import transforms
 from bench.datasets.fake import make_folder_tree
 from bench.datasets.fake_real import FAKERS, make_fake
 from bench.datasets.folder import FolderDataset
+from bench.datasets.toy import worlds
 from bench.datasets.toy.source import ToyCameras, ToyShift
 from bench.train.evaluate import FeatureCache
 
@@ -49,7 +50,10 @@ def test_folder_fingerprint_is_stable_and_follows_every_file(tree):
 
 
 def test_toy_fingerprint_is_its_generation_parameters():
-    assert ToyShift().describe()["fingerprint"] == ToyShift().describe()["fingerprint"]
+    # the same data spelled otherwise (default sizes given explicitly, no render cache) has the same fingerprint
+    same = ToyShift(sizes={"train": worlds.SHIFT_SIZES["train"]}, cache=False)
+    assert same.describe()["fingerprint"] == ToyShift().fingerprint()
+    assert ToyShift(size=32).fingerprint() != ToyShift().fingerprint()  # other pixels
     assert ToyShift(seed=1).fingerprint() != ToyShift().fingerprint()
     assert ToyShift(sizes={"train": 10}).fingerprint() != ToyShift().fingerprint()
     assert ToyCameras().fingerprint() != ToyShift().fingerprint()

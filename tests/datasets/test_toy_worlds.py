@@ -24,8 +24,10 @@ def test_shift_splits_are_deterministic_and_independent():
     a = worlds.shift_split("id_val", 40, seed=0)
     assert a == worlds.shift_split("id_val", 40, seed=0)
     assert a != worlds.shift_split("id_val", 40, seed=1)
-    # resizing one split never changes another
-    assert worlds.shift_split("v2", 30, seed=0) == worlds.shift_split("v2", 30, seed=0)
+    # resizing one split never changes another: a source with id_val and train resized has the default v2
+    resized = ToyShift(sizes={"id_val": 80, "train": 50})
+    assert resized.sizes["id_val"] == 80 and resized._items("v2") == ToyShift()._items("v2")
+    assert len(resized._items("id_val")) == 80
     assert {s.seed for s, _ in a}.isdisjoint({s.seed for s, _ in worlds.shift_split("id_test", 40)})
 
 
