@@ -206,7 +206,7 @@ def slurm_options(args) -> dict | None:
         gpus = args.slurm_gpus_per_job
     else:
         gpus = 0 if args.device == "cpu" else args.gpus
-    procs = max(args.gpus, 1)
+    procs = max(args.slurm_gpus_per_job or args.gpus, 1)  # processes per job (runtime_from sets --gpus to match)
     cpus = _slurm_cpus_per_process(args) * procs
     minutes = parse_slurm_time(args.slurm_time)
     describe = f"{gpus} GPU(s), {cpus} CPU(s), {procs} process(es) each, {minutes} min"
@@ -271,7 +271,12 @@ def cmd_sweep(args) -> int:
         print(format_table(sw.jobs, states, extra=sw.hparam_idx))
         if args.dry_run:
             continue
-        outcome = launch(sw.jobs, opts, sweep=sw)
+        try:
+            outcome = launch(sw.jobs, opts, sweep=sw)
+        except SystemExit as exc:
+            if type(exc).__name__ != "Submitted" or sw is sweeps[-1]:
+                raise
+            continue  # --executor slurm without --wait: submitted; the next task's sweep
         failed += len(outcome.failed)
         print(_result_table(sw, outcome))
         if outcome.parent_run_id:

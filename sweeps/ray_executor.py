@@ -52,21 +52,109 @@ def quiet_console() -> None:
             target.addFilter(_DropRayNoise())
 
 
+AUTH_FAILURE = ("InvalidAuthToken", "Unauthenticated", "AuthenticationError")
+# Lines Ray's C++ client writes to the console (fd 2) while it retries a connection: one a second, ~15 of them.
+RETRY_NOISE = ("Failed to get cluster ID", "gcs_client.cc", "Unauthenticated: RPC error")
+
+
+def auth_advice(address: str | None) -> str:
+    where = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+    mode = os.environ.get("RAY_AUTH_MODE")
+    return (f"The Ray cluster at {address} uses token authentication and refused this machine's token "
+            f"(InvalidAuthToken; RAY_AUTH_MODE is {mode or 'unset'}, token file {where}). Copy the head node's token "
+            "here (`scp HEAD:~/.ray/auth_token ~/.ray/auth_token`, or `export RAY_AUTH_TOKEN=...` with the output of "
+            "`ray get-auth-token` on the head), `export RAY_AUTH_MODE=token`, and rerun. Worker nodes need the same "
+            "before `ray start --address HEAD:PORT` (docs/clusters.md).")
+
+
+@contextlib.contextmanager
+def _ray_stderr():
+    """Ray's connection retries go straight to file descriptor 2 from C++: catch them, and show afterwards only
+    the lines that are not retry noise. Yields a list that holds the captured text after the block."""
+    import tempfile
+
+    said: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield said
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode(errors="replace")
+            said.append(text)
+            kept = [line for line in text.splitlines() if line.strip() and not any(n in line for n in RETRY_NOISE)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr)
+
+
+class _OncePerNode:
+    """Each node's log monitor forwards the worker log files under its session directory; nodes that share a
+    machine share that directory, so each of them forwards every line (a head and a worker node on one machine
+    printed each epoch line twice). With n nodes on one address, a line is shown on its 1st, (n+1)th, ... arrival."""
+
+    def __init__(self, handle, nodes_per_ip: dict):
+        self.handle, self.nodes_per_ip, self.seen = handle, nodes_per_ip, {}
+
+    def __call__(self, data):
+        n = self.nodes_per_ip.get(data.get("ip"), 1)
+        if n > 1 and data.get("lines"):
+            kept = []
+            for line in data["lines"]:
+                key = (data.get("ip"), data.get("pid"), data.get("is_err"), line)
+                count = self.seen.get(key, 0) + 1
+                self.seen[key] = count % n
+                if not self.seen[key]:
+                    del self.seen[key]  # every node's copy came
+                if count == 1:
+                    kept.append(line)
+            if not kept:
+                return
+            data = {**data, "lines": kept}
+        self.handle(data)
+
+
+def _forward_once() -> None:
+    from collections import Counter
+
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    per_ip = Counter(n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive"))
+    if max(per_ip.values(), default=1) < 2:
+        return
+    with dispatcher._lock:
+        dispatcher.handlers = [(name, _OncePerNode(h, per_ip) if name == "ray_print_logs" and
+                                not isinstance(h, _OncePerNode) else h) for name, h in dispatcher.handlers]
+
+
 def connect(opts) -> tuple[bool, dict]:
     """Join the cluster at opts.address (or start Ray here); returns (started_here, per-trial resources).
     A trial that asks for more than any node has would wait forever: refuse it now."""
     started = False
     quiet_console()
     if not ray.is_initialized():
-        try:
-            if opts.address in (None, "", "local"):
-                ray.init(num_cpus=opts.num_cpus, include_dashboard=False, logging_level=logging.WARNING)
-            else:
-                ray.init(address=opts.address, logging_level=logging.WARNING)
-        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-            raise BenchError(f"Cannot connect to the Ray cluster at {opts.address or 'this machine'}: {exc}. "
+        failure, here = None, opts.address in (None, "", "local")
+        # Joining a cluster starts no process (they would inherit the captured stderr); starting Ray here does.
+        with contextlib.nullcontext([""]) if here else _ray_stderr() as captured:
+            try:
+                if here:
+                    ray.init(address="local", num_cpus=opts.num_cpus, include_dashboard=False,
+                             logging_level=logging.WARNING)  # a new instance, never a cluster found running here
+                else:
+                    ray.init(address=opts.address, logging_level=logging.WARNING)
+            except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
+                failure = exc
+        if failure is not None:
+            if any(mark in captured[0] + repr(failure) for mark in AUTH_FAILURE):
+                raise BenchError(auth_advice(opts.address)) from None
+            raise BenchError(f"Cannot connect to the Ray cluster at {opts.address or 'this machine'}: {failure}. "
                              "Start it (`ray start --head`) or omit --address to run Ray on this machine.") from None
         started = True
+    _forward_once()
     total = ray.cluster_resources()
     resources = dict(opts.resources or {})
     resources.setdefault("cpu", 1.0)

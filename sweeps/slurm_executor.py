@@ -39,6 +39,10 @@ NETWORK_FS = ("nfs", "nfs4", "lustre", "gpfs", "beegfs", "cifs", "smb3", "ceph",
               "fuse.glusterfs", "panfs", "wekafs", "fuse.sshfs", "9p", "virtiofs")
 
 
+class Submitted(SystemExit):
+    """Submitted without --wait: the command ends here with status 0 (`bench sweep` goes on to its next sweep)."""
+
+
 # --- inside the allocation -----------------------------------------------------------------------------------
 
 class _Preemption:
@@ -272,7 +276,7 @@ def run_jobs(jobs, opts, uri: str, metric=None, mode=None, name: str = "run") ->
               f"`squeue -j {','.join(dict.fromkeys(i.split('_')[0] for i in queued.values()))}`; add --wait to this "
               "command to follow the jobs and then run what depends on them.")
         sys.stdout.flush()
-        raise SystemExit(0)
+        raise Submitted(0)
     return follow(jobs, queued)
 
 
