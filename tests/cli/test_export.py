@@ -53,6 +53,9 @@ def test_exported_flyp_model_gives_bench_logits_with_open_clip_alone(bench_home,
     card = (out / "README.md").read_text()
     assert "flyp" in card and "data fingerprint" in card and job.run_key in card
     assert f"{summary['sel/val/top1']:.4f}" in card
+    # By MLflow run ID too, in the Hugging Face hub's layout (the model card's header says library_name).
+    assert main(["export", summary["run_id"], "--to", str(tmp_path / "hf"), "--format", "hf"]) == 0
+    assert (tmp_path / "hf" / "README.md").read_text().startswith("---\nlibrary_name: open_clip\n")
 
     images = sorted(str(p) for p in (folder_root / "test").glob("*/*.png"))[:6]
     logits_file = tmp_path / "logits.pt"

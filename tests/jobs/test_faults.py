@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import assert_same_weights
 from mlflow.tracking import MlflowClient
 
 pytestmark = pytest.mark.slow  # subprocess kills
@@ -37,7 +38,8 @@ def bench(home: Path, args: list[str], fault: tuple[str, int] | None = None) -> 
 
 
 def record(home: Path) -> dict:
-    """{(run_key, kind): {"status": [...], "sel": {...}, "history": {metric: [(step, value)]}}} from MLflow."""
+    """{run_key: {"status": [...], "sel": {...}, "history": {metric: [(step, value)]}, "resumed_from": str,
+    "attempt_steps": int}} from MLflow (the last three from the FINISHED run)."""
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     exp = client.get_experiment_by_name("folder")
     out: dict = {}
@@ -49,6 +51,8 @@ def record(home: Path) -> dict:
             continue
         entry["sel"] = {k: v for k, v in run.data.metrics.items() if k.startswith("sel/") and not k.startswith(("sel/time",))
                         and "images_per_s" not in k}
+        entry["resumed_from"] = run.data.tags.get("bench.resumed_from")
+        entry["attempt_steps"] = int(run.data.tags.get("bench.attempt_steps", -1))
         for k in run.data.metrics:
             if not k.startswith(VOLATILE) and not k.startswith("sel/"):
                 entry["history"][k] = sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, k))
@@ -87,6 +91,19 @@ def test_sigkill_then_rerun_matches_an_uninterrupted_run(setup, point, n):
         assert got[key]["sel"] == pytest.approx(ref["sel"]), key
         assert got[key]["history"] == ref["history"], key
     assert not [p for p in (home / "jobs").rglob(".*.tmp")], "temporary files left behind"
+    if point in ("step", "checkpoint-write"):  # killed in ft's epoch 2: the rerun resumes after epoch 1
+        assert_resumed_after_epoch_1(home, root / "reference", got, reference)
+
+
+def assert_resumed_after_epoch_1(home, reference_home, got, reference):
+    """The trained job (ft, 2 epochs) resumed from its epoch-1 checkpoint, executed only epoch 2's steps and
+    ended with the reference's selected weights: a restart from scratch would match the metrics too."""
+    (key,) = [k for k, e in reference.items() if e["attempt_steps"] > 0]
+    per_epoch = reference[key]["attempt_steps"] // 2
+    assert reference[key]["resumed_from"] == "fresh" and per_epoch > 0
+    assert got[key]["resumed_from"] == f"epoch 1 step {per_epoch}", got[key]["resumed_from"]
+    assert got[key]["attempt_steps"] == per_epoch
+    assert_same_weights(home / "jobs" / key / "selected.pt", reference_home / "jobs" / key / "selected.pt")
 
 
 def test_sigterm_ends_the_run_killed_and_the_rerun_resumes_it(setup):
@@ -100,3 +117,4 @@ def test_sigterm_ends_the_run_killed_and_the_rerun_resumes_it(setup):
     got = record(home)
     assert got[ft[0]]["status"] == ["FINISHED"]  # the same run, reopened
     assert got[ft[0]]["sel"] == pytest.approx(reference[ft[0]]["sel"])
+    assert_resumed_after_epoch_1(home, root / "reference", got, reference)
