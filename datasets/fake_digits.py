@@ -41,13 +41,15 @@ def _shifted(img: Image.Image, kind: str, rng: np.random.Generator) -> Image.Ima
     return Image.fromarray(np.clip(blurred + rng.normal(0, 20, blurred.shape), 0, 255).astype(np.uint8))
 
 
-def make_digit_tree(root: str | Path, per_class: dict | None = None, size: int = 32, seed: int = 0) -> Path:
-    """root/{train,val,test,ood_inverted,ood_blurred}/<digit name>/NNNN.png plus classnames.txt and templates.txt."""
+def make_digit_tree(root: str | Path, per_class: dict | None = None, size: int = 32, seed: int = 0,
+                    n_classes: int = 10) -> Path:
+    """root/{train,val,test,ood_inverted,ood_blurred}/<digit name>/NNNN.png plus classnames.txt and templates.txt,
+    for the digits 0 to n_classes - 1."""
     root = Path(root)
     per_class = per_class or {"train": 30, "val": 10, "test": 10}
     rng = np.random.default_rng(seed)
     for split, n in per_class.items():
-        for label, name in enumerate(NAMES):
+        for label, name in enumerate(NAMES[:n_classes]):
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
@@ -57,6 +59,6 @@ def make_digit_tree(root: str | Path, per_class: dict | None = None, size: int =
                     for kind in ("ood_inverted", "ood_blurred"):
                         (root / kind / name).mkdir(parents=True, exist_ok=True)
                         _shifted(img, kind, rng).save(root / kind / name / f"{i:04d}.png")
-    (root / "classnames.txt").write_text("\n".join(f"digit {n}" for n in NAMES) + "\n")
+    (root / "classnames.txt").write_text("\n".join(f"digit {n}" for n in NAMES[:n_classes]) + "\n")
     (root / "templates.txt").write_text("a photo of the {}.\na printed {}.\nthe number {}.\n")
     return root

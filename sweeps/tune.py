@@ -171,7 +171,8 @@ def _search(sw, opts) -> tuple[int | None, list[str]]:
         if opts.executor == "ray":
             opts = dataclasses.replace(opts, asha={"grace_period": marks[0], "reduction_factor": ETA})
         outcome = launch(sw.jobs, opts, sweep=sw)
-        scores = {i: _score(sw, i, sw.max_epochs) for i in range(len(sw.points))}
+        finished = [i for i in range(len(sw.points)) if all((j.run_dir / "done.json").is_file() for j in _point_jobs(sw, i))]
+        scores = {i: _score(sw, i, sw.max_epochs) for i in finished}  # ASHA's stopped trials are not candidates
         best = _best(sw, {i: v for i, v in scores.items() if v is not None})
         if best is not None:
             _tag_winner(sw, best, outcome.parent_run_id)
