@@ -9,7 +9,7 @@ from contextlib import nullcontext
 import torch
 import torch.distributed as dist
 
-from bench.runtime.distributed import average_gradients
+from bench.runtime.distributed import average_gradients, sync_batchnorm_stats
 from bench.train.engine import prepare
 from helpers import make_job
 
@@ -40,13 +40,26 @@ def _batch(prep, n=8):
 
 
 def _step(prep, images, labels, micro):
-    params = [p for p in prep.method.trainable_parameters() if p.requires_grad]
+    """Loss, averaged gradients, and the parameters after one AdamW step (then put back as they were). An unused
+    parameter rides along: without a gradient on any rank it must stay without one, so AdamW leaves it alone."""
+    unused = torch.nn.Parameter(torch.ones(3))
+    params = [p for p in prep.method.trainable_parameters() if p.requires_grad] + [unused]
     for p in params:
         p.grad = None
     torch.manual_seed(7)  # the template draws
     loss = prep.method.backward_step(images, labels, micro, lambda l: l.backward(), nullcontext)
     average_gradients(params)
-    return loss.item(), [p.grad.clone() for p in params]
+    grads = [p.grad.clone() for p in params[:-1]]
+    assert unused.grad is None
+    before = [p.detach().clone() for p in params]
+    # eps well above the float noise of near-zero gradients: Adam's first step divides g by |g|, and would turn
+    # a difference of 1e-9 between two exact-in-theory gradients into one of lr.
+    torch.optim.AdamW(params, lr=1e-2, weight_decay=0.1, eps=1e-3).step()
+    after = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        for p, b in zip(params, before):
+            p.copy_(b)
+    return loss.item(), grads, after
 
 
 def run(rank: int, world: int, port: int, folder_root: str, home: str) -> None:
@@ -64,8 +77,8 @@ def run(rank: int, world: int, port: int, folder_root: str, home: str) -> None:
 
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        for (method, arch, hp, micro), (prep, images, labels), (ref_loss, ref_grads) in zip(CASES, preps, references):
-            loss, grads = _step(prep, images[rank::world], labels[rank::world], micro)
+        for (method, arch, hp, micro), (prep, images, labels), (ref_loss, ref_grads, ref_after) in zip(CASES, preps, references):
+            loss, grads, after = _step(prep, images[rank::world], labels[rank::world], micro)
             what = f"{method} {arch} {hp} micro_batch={micro}"
             if method == "flyp":  # every rank computes the global batch's loss
                 assert abs(loss - ref_loss) < 1e-5 * max(1, abs(ref_loss)), (what, loss, ref_loss)
@@ -76,6 +89,9 @@ def run(rank: int, world: int, port: int, folder_root: str, home: str) -> None:
             assert len(grads) == len(ref_grads) and len(grads) > 0
             for g, r in zip(grads, ref_grads):
                 torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-6, msg=lambda m: f"{what}: {m}")
+            for p, r in zip(after, ref_after):  # one AdamW step: the one-process parameters
+                torch.testing.assert_close(p, r, rtol=1e-4, atol=3e-5, msg=lambda m: f"{what} after AdamW: {m}")
+        _check_batchnorm_sync(rank, world)
         sharded = _evaluator(preps[0][0])(preps[0][0].method.classifier())
         assert sharded == single_metrics, (sharded, single_metrics)
         assert len(_evaluator(preps[0][0]).loaders[0].dataset) < len(evaluator_one.loaders[0].dataset)  # a shard
@@ -87,3 +103,19 @@ def _evaluator(prep):
     from bench.train.evaluate import Evaluator
 
     return Evaluator(prep.task.sets, prep.loaded.eval_transform, 3, 0, prep.device)
+
+
+def _check_batchnorm_sync(rank: int, world: int) -> None:
+    """Each rank's BatchNorm sees its share of a batch; after the sync every rank holds the same statistics and
+    the running mean is the one-process one (the update is linear in the batch mean)."""
+    x = torch.randn(8, 4, generator=torch.Generator().manual_seed(3)) * 3 + 1
+    one = torch.nn.BatchNorm1d(4)
+    one(x)
+    bn = torch.nn.BatchNorm1d(4)
+    bn(x[rank::world])
+    sync_batchnorm_stats(bn)
+    torch.testing.assert_close(bn.running_mean, one.running_mean)
+    for buf in (bn.running_mean, bn.running_var):
+        gathered = [torch.empty_like(buf) for _ in range(world)]
+        dist.all_gather(gathered, buf)
+        assert all(torch.equal(g, gathered[0]) for g in gathered)

@@ -46,8 +46,21 @@ def init_process_group(device_type: str) -> Rank:
     """Join the group that the launcher (torch elastic, Ray Train) described in the environment: NCCL for GPUs,
     gloo for CPU. A group already set up (Ray Train's TorchConfig does it) is kept."""
     if not (dist.is_available() and dist.is_initialized()):
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
+        if device_type == "cuda":  # bound to its GPU: NCCL connects eagerly and never guesses the device
+            local = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            dist.init_process_group("nccl", timeout=COLLECTIVE_TIMEOUT, device_id=local)
+        else:
+            dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     return current()
+
+
+def local_workers(workers: int, rank: Rank | None = None) -> int:
+    """Data workers of this rank: `--workers` is the node's count, shared by the ranks on the node (torch elastic
+    sets LOCAL_WORLD_SIZE), so N processes do not start N times the workers the cores allow; at least one each
+    when any were asked for."""
+    rank = rank or current()
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", rank.world)) if rank.distributed else 1
+    return max(1, workers // local_world) if workers > 0 else 0
 
 
 def device_for(rank: Rank, requested: str | None) -> torch.device:
@@ -68,14 +81,23 @@ def _collective_device(tensor_device: torch.device) -> torch.device:
 
 def average_gradients(params) -> None:
     """All-reduce the gradients of `params` to their mean over ranks, in flat buckets. Every rank passes the same
-    parameter list, so the buckets line up; a parameter without a gradient counts as zeros on that rank."""
+    parameter list, so the buckets line up. A parameter without a gradient on every rank keeps none (as in one
+    process: AdamW then skips it, no decay); one with a gradient on some ranks counts as zeros on the others."""
     rank = current()
     if not rank.distributed:
         return
     from torch._utils import _flatten_dense_tensors, _unflatten_dense_tensors
 
+    params = list(params)
+    if not params:
+        return
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32,
+                       device=_collective_device(params[0].device))
+    dist.all_reduce(has)  # one small collective: which parameters have a gradient on any rank
     grads = []
-    for p in params:
+    for p, anywhere in zip(params, has.tolist()):
+        if not anywhere:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         grads.append(p.grad)
@@ -85,6 +107,25 @@ def average_gradients(params) -> None:
         flat.div_(rank.world)
         for g, reduced in zip(bucket, _unflatten_dense_tensors(flat, bucket)):
             g.copy_(reduced)
+
+
+def sync_batchnorm_stats(*modules) -> None:
+    """BatchNorm running statistics averaged over ranks (each rank saw its share of the batches), so the model
+    evaluated and checkpointed is the same on every rank. Called before evaluation; a no-op without BatchNorm."""
+    rank = current()
+    if not rank.distributed:
+        return
+    for module in modules:
+        if module is None:
+            continue
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats:
+                for buf in (m.running_mean, m.running_var):
+                    if buf is None:
+                        continue
+                    moved = buf.data.to(_collective_device(buf.device))
+                    dist.all_reduce(moved)
+                    buf.data.copy_(moved.div_(rank.world))
 
 
 def _buckets(tensors):

@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import torch
 
 from bench.errors import BenchError
+from torch.utils.data import RandomSampler
+
+from bench.datasets.seeded import EpochIndices, SeededSamples
 from bench.train.evaluate import Evaluator, FeatureCache, make_loader
 from bench.model.heads import tokenize_prompts
 from bench.model.weights_file import weights_identity
@@ -24,7 +27,7 @@ from bench.model.losses import pretraining_objective
 from bench.train.body import Context, Result
 from bench.train.metrics import get_metric
 from bench.runtime.distributed import (average_gradients, barrier, broadcast_parameters, current, device_for, from_main,
-                               sum_over_ranks)
+                                       local_workers, sum_over_ranks, sync_batchnorm_stats)
 from bench.train.precision import Precision, apply_step, backward, compile_towers, enable_tf32, make_adamw, resolve_precision
 from bench.model.factory import LoadedModel, checkpoint_metadata, load_model
 from bench.runtime.host import derive_seed, environment_tags, pick_device, seed_everything
@@ -69,7 +72,8 @@ def prepare(job: Job, method_name: str | None = None):
     method = METHODS.get(method_name or job.method)()
     runtime = job.runtime
     cache = FeatureCache(_cache_dir(), f"{job.model['arch']}:{weights_identity(loaded.pretrained)}", loaded.model,
-                         loaded.eval_transform, runtime.get("eval_batch_size", 256), runtime.get("workers", 0), device)
+                         loaded.eval_transform, runtime.get("eval_batch_size", 256), local_workers(runtime.get("workers", 0)),
+                         device)
     val = task.val
     sources = {"train": (task.source, task.train_split), "val": (val.source, val.split)}
     ctx = MethodContext(
@@ -158,8 +162,8 @@ class TrainBody:
         jc.set_tags(method.tags())  # what the method decided at setup (FLYP's objective)
         runtime = job.runtime
         evaluator = Evaluator(prep.task.sets, prep.loaded.eval_transform, runtime.get("eval_batch_size", 256),
-                              runtime.get("workers", 0), device, context=self.prec.inference,
-                              objective=pretraining_objective(prep.loaded.model))
+                              local_workers(runtime.get("workers", 0)), device, context=self.prec.inference,
+                              objective=pretraining_objective(prep.loaded.model), pad=bool(runtime.get("compile")))
         val_key = prep.task.val.key
         selection = Selection(hp.get("selection", "best"), val_key)
         if not method.trains:
@@ -167,13 +171,10 @@ class TrainBody:
             return Result({**selection.summary(), "sel/epochs_run": 1}, history)
 
         epochs, resume = hp["epochs"], jc.resume
-        train_set = prep.task.source.split(prep.task.train_split, prep.loaded.train_transform)
-        generator = torch.Generator()
-        # Workers restart each epoch: a persistent worker would keep its augmentation RNG across epochs, and a
-        # resumed job would then draw other crops than an uninterrupted one.
-        sampler = train_sampler(train_set, hp["batch_size"], rank)
-        loader = make_loader(train_set, hp["batch_size"] // rank.world, runtime.get("workers", 0), shuffle=sampler is None,
-                             generator=generator, device=device, persistent_workers=False, sampler=sampler)
+        train = TrainData(prep.task.source.split(prep.task.train_split, prep.loaded.train_transform), job.seed,
+                          hp["batch_size"], runtime.get("workers", 0), rank, device,
+                          drop_last=bool(runtime.get("compile")))  # compiled towers: one batch shape, no recompile
+        loader = train.loader
         params = [p for p in method.trainable_parameters() if p.requires_grad]
         groups = method.optimizer_groups(hp["wd"]) or params  # per-group decay (L2-SP spares the backbone)
         optimizer = make_adamw(groups, lr=hp["lr"], weight_decay=hp["wd"], device=device)
@@ -197,15 +198,12 @@ class TrainBody:
         for epoch in range(start, epochs):
             epoch_seed = derive_seed(job.seed, "epoch", epoch)
             seed_everything(epoch_seed)  # alike on every rank: FLYP's template draws stay in step (see sample_prompts)
-            if sampler is None:
-                generator.manual_seed(epoch_seed)
-            else:  # the global permutation of one process, each rank its share; workers augment per rank
-                sampler.seed = epoch_seed
-                generator.manual_seed(derive_seed(epoch_seed, "rank", rank.rank))
+            train.set_epoch(epoch, epoch_seed)
             train_stats = _train_epoch(prep, loader, optimizer, params, self.prec, scaler, epoch, epochs, total_steps,
                                        on_log=jc.log_metrics)
             jc.steps += train_stats.pop("steps")  # this attempt's optimizer steps, recorded by the lifecycle
             method.train(False)
+            sync_batchnorm_stats(method.model, method.head)  # one model on every rank for evaluation and checkpoint
             t0 = time.time()
             metrics = {**evaluator(method.classifier()), **train_stats}
             metrics["time/eval_s"] = time.time() - t0
@@ -257,6 +255,32 @@ def _setup_ranked(method, ctx, rank) -> None:
         broadcast_parameters(method.model)
         if method.head is not None:
             broadcast_parameters(method.head)
+
+
+class TrainData:
+    """The training loader of one rank. Each sample's augmentation is seeded from (job seed, epoch, index)
+    (bench.datasets.seeded), so every step sees the same images for any number of workers and processes, and
+    workers persist across epochs (they keep no RNG of their own) without breaking exact resume."""
+
+    def __init__(self, dataset, seed: int, batch_size: int, workers: int, rank, device=None, drop_last: bool = False):
+        self.samples = SeededSamples(dataset, seed)
+        self.generator = torch.Generator()
+        self.sampler = train_sampler(self.samples, batch_size, rank)
+        order = self.sampler if self.sampler is not None else RandomSampler(self.samples, generator=self.generator)
+        self.indices = EpochIndices(order)
+        self.loader = make_loader(self.samples, batch_size // rank.world, local_workers(workers, rank), device=device,
+                                  sampler=self.indices, drop_last=drop_last)
+        if len(self.loader) == 0:
+            raise BenchError(f"No full training batch: {len(self.samples)} training images over batch_size {batch_size}"
+                             " with --compile (which drops the short last batch). Lower batch_size (--set batch_size=N).")
+
+    def set_epoch(self, epoch: int, epoch_seed: int) -> None:
+        """The epoch's permutation (one process's, each rank its share) and its augmentation seeds."""
+        self.indices.epoch = epoch
+        if self.sampler is None:
+            self.generator.manual_seed(epoch_seed)
+        else:
+            self.sampler.seed = epoch_seed
 
 
 def train_sampler(train_set, batch_size: int, rank):
@@ -366,9 +390,12 @@ class _StepWindow:
 
     def read(self, lr: float) -> dict:
         total = sum_over_ranks(self.sum)  # every rank reads at the same steps: a collective in a group
-        point = {"step/loss": total.item() / max(self.count * current().world, 1), "step/lr": lr}
-        if self.scale is not None:  # CLIP's logit scale is log(1 / temperature)
-            point["step/temperature"] = float(1.0 / self.scale.detach().exp())
+        values = total.reshape(1) if self.scale is None else \
+            torch.stack([total, (-self.scale.detach()).exp().to(total.dtype)])  # CLIP's logit scale: log(1 / T)
+        values = values.tolist()  # one host read per logged point
+        point = {"step/loss": values[0] / max(self.count * current().world, 1), "step/lr": lr}
+        if self.scale is not None:
+            point["step/temperature"] = values[1]
         self.sum.zero_()
         self.count = 0
         return point

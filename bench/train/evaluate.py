@@ -41,17 +41,21 @@ def predict(fn, loader, device, context=torch.no_grad) -> tuple[torch.Tensor, to
     return outs[0], labels, metas
 
 
-def predict_many(fns, loader, device, context=torch.no_grad, desc: str | None = None):
+def predict_many(fns, loader, device, context=torch.no_grad, desc: str | None = None, pad: bool = False):
     """Every function on each batch: one decode of each image for many classifiers (WiSE-FT alphas).
-    With `desc`, a progress bar in a terminal (on rank 0 of a multi-process job)."""
+    With `desc`, a progress bar in a terminal (on rank 0 of a multi-process job). With `pad`, a short last
+    batch is padded to the loader's batch size (its outputs cut back), so a compiled model sees one shape."""
     outs, labels, metas = [[] for _ in fns], [], []
     for batch in _progress(loader, desc):
         images, y = batch[0], batch[1]
+        n = len(images)
+        if pad and loader.batch_size and n < loader.batch_size:
+            images = torch.cat([images, images[-1:].expand(loader.batch_size - n, *images.shape[1:])])
         images = images.to(device, non_blocking=True)
         with context():
             results = [fn(images) for fn in fns]
         for acc, r in zip(outs, results):
-            acc.append(r.float().cpu())
+            acc.append(r[:n].float().cpu())
         labels.append(torch.as_tensor(y))
         if len(batch) > 2:
             metas.append(torch.as_tensor(batch[2]))
@@ -90,8 +94,9 @@ class Evaluator:
     they stay alive across epochs)."""
 
     def __init__(self, sets: list[EvalSet], transform, batch_size: int, workers: int, device, context=torch.no_grad,
-                 objective: str = "clip"):
+                 objective: str = "clip", pad: bool = False):
         self.sets, self.device, self.context = sets, device, context
+        self.pad = pad  # under --compile: every batch one shape (no recompile for each set's remainder)
         self.objective = objective  # how the model scores classes: val/loss follows it
         # In a multi-process job each rank scores its shard of every set; `gather_shards` restores the whole set
         # (in dataset order) on every rank, so metrics (WILDS' official ones included) see every prediction.
@@ -106,7 +111,8 @@ class Evaluator:
         """Metrics per classifier, decoding each evaluation image once for all of them."""
         per_set = []
         for s, loader, n in zip(self.sets, self.loaders, self.sizes):
-            outs, labels, metas = predict_many(classifiers, loader, self.device, self.context, desc=f"eval {s.key}")
+            outs, labels, metas = predict_many(classifiers, loader, self.device, self.context, desc=f"eval {s.key}",
+                                               pad=self.pad)
             per_set.append(([gather_shards(o, n) for o in outs], gather_shards(labels, n), gather_shards(metas, n)))
         return self._metrics(len(classifiers), per_set)
 

@@ -82,8 +82,9 @@ def supported(name: str, device) -> tuple[bool, str]:
     if dev == "cuda":
         if not torch.cuda.is_available():
             return False, "CUDA is not available"
-        if dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported():
-            return False, f"this GPU ({torch.cuda.get_device_name()}) has no bf16 support"
+        # Native bf16 only: V100/T4 emulate it (slowly) and get fp16 with a loss scaler instead.
+        if dtype is torch.bfloat16 and not torch.cuda.is_bf16_supported(including_emulation=False):
+            return False, f"this GPU ({torch.cuda.get_device_name()}) has no native bf16 support"
         return True, ""
     if not torch.amp.autocast_mode.is_autocast_available(dev):
         return False, f"autocast is not available on '{dev}'"
@@ -182,8 +183,12 @@ def apply_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | 
 
 def compile_towers(model) -> None:
     """Opt-in torch.compile of both CLIP towers, in place: parameter names and state_dict keys do not change,
-    so checkpoints and WiSE-FT interpolation keep working."""
+    so checkpoints and WiSE-FT interpolation keep working. BENCH_COMPILE_BACKEND (default inductor) picks
+    another torch.compile backend, e.g. `eager` to check graph captures and recompiles in seconds."""
+    import os
+
+    backend = os.environ.get("BENCH_COMPILE_BACKEND", "inductor")
     for name in ("visual", "transformer", "text"):
         tower = getattr(model, name, None)
         if isinstance(tower, torch.nn.Module):
-            tower.compile()
+            tower.compile(backend=backend)

@@ -24,7 +24,9 @@ def _free_port() -> int:
 def test_two_gloo_processes_give_the_one_process_loss_gradients_and_metrics(bench_home, folder_root):
     """FLYP (InfoNCE, masked, gradient-cached, SigLIP) and FT (whole and accumulated): each of 2 ranks takes
     every other sample of the global batch; after the gradient average every parameter's gradient equals the
-    one-process gradient on the whole batch; sharded evaluation gives the one-process metrics."""
+    one-process gradient on the whole batch, and one AdamW step gives the one-process parameters (a parameter
+    without a gradient on every rank keeps none, so AdamW leaves it alone); BatchNorm statistics agree after the
+    sync; sharded evaluation gives the one-process metrics."""
     import dist_worker
     import torch.multiprocessing as mp
 
