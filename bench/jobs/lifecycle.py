@@ -85,6 +85,7 @@ class JobContext:
 
     def save_checkpoint(self, state: dict) -> None:
         life = self._life
+        getattr(life.tracker, "flush", lambda: None)()  # the epoch's metrics are in before its checkpoint counts
         checkpoints.save({**state, "run_id": life.tracker.run_id}, life.ckpt_path)
         life.promote_selected(state["epoch"])
 

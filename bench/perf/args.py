@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
     p.add_argument("--precision", default="auto", help="auto, bf16, fp16 or fp32")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
     p.add_argument("--compile", action="store_true", help="torch.compile the towers in the engine and bare loops")
-    p.add_argument("--skip", default="", help="comma-separated parts to skip: reference, eval, loader, lp, flops")
+    p.add_argument("--skip", default="", help="comma-separated parts to skip: reference, logging, eval, loader, lp, flops")
     p.add_argument("--loader-images", type=int, default=128, help="JPEG files for the loader benchmark (default 128)")
     p.add_argument("--workers", type=int, help="loader workers (default: from the cores)")
     p.add_argument("--peak-tflops", type=float, help="the device's dense peak for MFU (default: by GPU name)")

@@ -9,7 +9,9 @@ Batches are made once on the device, so the loops are timed without the loader (
 Repetitions are interleaved (engine, bare, reference, engine, ...) so that a noisy shared machine slows
 every contender alike; medians with min-max are reported. FLOPs per sample are counted by PyTorch's
 FlopCounterMode on one forward+backward (a multiply-add counts 2); MFU is given on CUDA against the
-stated peak (`--peak-tflops`, default 989 for H100/H200 bf16 dense).
+device's dense spec peak for the precision (bench.perf.peaks: TF32 for fp32 runs; `--peak-tflops` overrides)
+and against a measured 8192-cube matmul. `engine+log` is the engine logging every step to a real MLflow store
+(the background writer), against `engine` without logging.
 """
 from __future__ import annotations
 
@@ -25,7 +27,6 @@ import torch.nn.functional as F
 
 from bench.errors import BenchError
 
-PEAKS_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0}  # bf16 dense, by spec
 VIT_B16_GFLOP = 123.0  # per image-text pair and training step (the issue's figure), for comparison
 
 
@@ -64,11 +65,32 @@ class _Setup:
                        for _, y in self.batches]
 
 
-def _engine_loop(s: _Setup, prec, device, steps: int, micro_batch: int = 0) -> None:
+def _engine_loop(s: _Setup, prec, device, steps: int, micro_batch: int = 0, on_log=None) -> None:
     from bench.train.engine import run_steps
 
+    s.step = getattr(s, "step", 0)
     run_steps(s.method, (s.batches[i % len(s.batches)] for i in range(steps)), s.optimizer, s.params, s.hp, prec,
-              s.scaler, device, first_step=0, total_steps=10 ** 6, micro_batch=micro_batch)
+              s.scaler, device, first_step=s.step, total_steps=10 ** 6, micro_batch=micro_batch, on_log=on_log,
+              log_every=1)
+    s.step += steps  # logged steps never repeat: each (metric, step) is a new point
+
+
+class _PerfRun:
+    """A real MLflow run in a temporary SQLite store that the logged engine loop writes to."""
+
+    def __init__(self, root: Path):
+        from bench.tracking.runs import MlflowTracker
+        from bench.tracking.store import client
+
+        uri = f"sqlite:///{root / 'mlflow.db'}"
+        client(uri).create_experiment("perf", artifact_location=(root / "artifacts").as_uri())
+        self.tracker = MlflowTracker("perf", uri=uri)
+        from types import SimpleNamespace
+
+        self.tracker.start(SimpleNamespace(display_name="perf"), {}, {"mlflow.runName": "perf", "bench.kind": "perf"})
+
+    def close(self) -> None:
+        self.tracker.finish()
 
 
 def _bare_loop(s: _Setup, prec, device, steps: int, method_name: str) -> None:
@@ -147,10 +169,18 @@ def _train_benchmark(loaded, method_name, args, device, prec, batch, skip) -> di
     fp32 = Precision("fp32", device.type)
     loops = {"engine": lambda s, n: _engine_loop(s, prec, device, n),
              "bare": lambda s, n: _bare_loop(s, prec, device, n, method_name)}
+    run = None
+    if "logging" not in skip:
+        tmp = tempfile.TemporaryDirectory()
+        run = _PerfRun(Path(tmp.name))
+        loops["engine+log"] = lambda s, n: _engine_loop(s, prec, device, n, on_log=run.tracker.log_metrics)
     if "reference" not in skip:
         loops["reference"] = lambda s, n: _reference_loop(s, device, n, method_name)
     setups = {}
     for name in loops:
+        if name == "engine+log":  # the engine's own model and optimizer: only the logging differs
+            setups[name] = setups["engine"]
+            continue
         s = _Setup(loaded, method_name, batch, 2, device, fp32 if name == "reference" else prec,
                    args.compile and name != "reference")
         if name == "reference":
@@ -168,8 +198,12 @@ def _train_benchmark(loaded, method_name, args, device, prec, batch, skip) -> di
             loop(setups[name], args.steps)
             _sync(device)
             rates[name].append(args.steps * batch / (time.perf_counter() - t0))
+    if run is not None:
+        run.close()  # every point written (the writer drains before the run ends)
+        tmp.cleanup()
     out = {name: _stats(r) for name, r in rates.items()}
     med = {name: statistics.median(r) for name, r in rates.items()}
+    out["step_ms"] = {name: 1000 * batch / m for name, m in med.items()}
     out["engine_vs_bare"] = med["engine"] / med["bare"]
     if "reference" in med:
         out["engine_vs_reference"] = med["engine"] / med["reference"]
@@ -283,16 +317,25 @@ def run(args) -> int:
         raise BenchError(f"--micro-batch must be between 1 and the batch size - 1 ({batch - 1}), got {args.micro_batch}.")
     pretrained = args.pretrained or ("default" if args.model == "toy-clip" else None)
     loaded = load_model(args.model, pretrained, device=str(device))
-    peak = args.peak_tflops or next((v for k, v in PEAKS_TFLOPS.items()
-                                     if device.type == "cuda" and k in torch.cuda.get_device_name(device)), None)
+    from bench.perf.peaks import measured_matmul_tflops, spec_peak
+
+    gpu_name = torch.cuda.get_device_name(device) if device.type == "cuda" else ""
+    peak_entry, peak = ("--peak-tflops", args.peak_tflops) if args.peak_tflops else spec_peak(gpu_name, prec.name) \
+        if device.type == "cuda" else (None, None)
+    measured = measured_matmul_tflops(device, prec.name) if "flops" not in skip else None
     report = {"model": args.model, "pretrained": pretrained, "device": str(device), "precision": prec.name,
               "batch": batch, "steps": args.steps, "repeats": args.repeats, "compile": args.compile,
               "threads": torch.get_num_threads(), "torch": torch.__version__, "peak_tflops": peak,
+              "peak_entry": peak_entry, "measured_matmul_tflops": measured,
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None, "train": {}}
     for m in methods:
         res = _train_benchmark(loaded, m, args, device, prec, batch, skip)
-        if peak and "flops_per_sample" in res:
-            res["mfu"] = res["engine"]["median"] * res["flops_per_sample"] / (peak * 1e12)
+        if "flops_per_sample" in res:
+            achieved = res["engine"]["median"] * res["flops_per_sample"]
+            if peak:
+                res["mfu"] = achieved / (peak * 1e12)
+            if measured:
+                res["mfu_measured"] = achieved / (measured * 1e12)
         report["train"][m] = res
         _print_train(m, res)
         if args.micro_batch:
@@ -325,17 +368,23 @@ def run(args) -> int:
 
 def _print_train(method: str, res: dict) -> None:
     print(f"train {method} (samples/s, median of interleaved runs, min-max):")
-    for name in ("engine", "bare", "reference"):
+    for name in ("engine", "engine+log", "bare", "reference"):
         if name in res:
             r = res[name]
-            print(f"  {name:<10} {r['median']:10.1f}  ({r['min']:.1f}-{r['max']:.1f})")
+            print(f"  {name:<10} {r['median']:10.1f}  ({r['min']:.1f}-{r['max']:.1f})  {res['step_ms'][name]:8.2f} ms/step")
+    if "engine+log" in res:
+        ms = res["step_ms"]
+        print(f"  logging every step to MLflow: {ms['engine+log'] - ms['engine']:+.2f} ms/step "
+              f"({100 * (ms['engine+log'] / ms['engine'] - 1):+.1f}%)")
     line = f"  engine/bare {res['engine_vs_bare']:.3f}"
     if "engine_vs_reference" in res:
         line += f"   engine/reference {res['engine_vs_reference']:.2f}"
     if "flops_per_sample" in res:
         line += f"   {res['flops_per_sample'] / 1e9:.4g} GFLOP/sample (ViT-B/16 reference: {VIT_B16_GFLOP:.0f})"
     if "mfu" in res:
-        line += f"   MFU {100 * res['mfu']:.1f}%"
+        line += f"   MFU {100 * res['mfu']:.1f}% of spec"
+    if "mfu_measured" in res:
+        line += f", {100 * res['mfu_measured']:.1f}% of measured matmul"
     if "peak_memory_gib" in res:
         line += f"   peak memory {res['peak_memory_gib']:.1f} GiB"
     print(line)

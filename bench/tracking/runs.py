@@ -26,6 +26,7 @@ class MlflowTracker:
         self.run_id: str | None = None
         self._logged: set[tuple[str, int]] = set()
         self._monitor = None
+        self._writer: MetricWriter | None = None
 
     def fork(self) -> "MlflowTracker":
         """A tracker for another run of the same experiment, sharing the client."""
@@ -33,6 +34,7 @@ class MlflowTracker:
         other.run_id = None
         other._logged = set()
         other._monitor = None
+        other._writer = None
         return other
 
     def _experiment_id(self, name: str) -> str:
@@ -106,16 +108,26 @@ class MlflowTracker:
         return points
 
     def log_metrics(self, metrics: dict, step: int) -> None:
+        """Queued for the background writer (the training loop never waits on the store); each (metric, step)
+        once. `flush()` (before a checkpoint commits, and in `finish`) waits until they are written."""
         import time
 
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
         fresh = {k: v for k, v in metrics.items() if (k, step) not in self._logged}
+        if not fresh:
+            return
         batch = [Metric(k, float(v), now, step) for k, v in fresh.items()]
-        for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
-            self.client.log_batch(self.run_id, metrics=batch[i:i + 900])
+        if self._writer is None:
+            self._writer = MetricWriter(self.client)
+        self._writer.put(self.run_id, batch)
         self._logged.update((k, step) for k in fresh)
+
+    def flush(self) -> None:
+        """Every queued metric written (raises the writer's error, if any)."""
+        if self._writer is not None:
+            self._writer.flush()
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
@@ -126,6 +138,13 @@ class MlflowTracker:
         self.client.log_batch(self.run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
 
     def finish(self, status: str = "FINISHED") -> None:
+        lost = None
+        if self._writer is not None:  # every point in before the run ends, then the thread goes
+            writer, self._writer = self._writer, None
+            try:
+                writer.close()
+            except Exception as exc:  # the run still ends, FAILED: its metrics are incomplete
+                lost, status = exc, ("FAILED" if status == "FINISHED" else status)
         if self._monitor is not None:  # its last samples go in before the run ends
             self._monitor.finish()
             self._monitor = None
@@ -133,6 +152,8 @@ class MlflowTracker:
             self.client.set_terminated(self.run_id, status=status)
             if status == "FINISHED":
                 update_column_view(self.client, self.experiment_id, self.run_id)
+        if lost is not None:
+            raise lost
 
     def run_params(self, run_id: str) -> dict:
         return dict(self.client.get_run(run_id).data.params) if self._alive(run_id) else {}
@@ -233,6 +254,52 @@ class MlflowTracker:
     def delete_runs(self, run_ids) -> None:
         for rid in run_ids:
             self.client.delete_run(rid)
+
+
+class MetricWriter:
+    """A daemon thread that writes queued metric batches to the store in order. An error is kept and raised by
+    the next `put`/`flush`, so a lost write fails the job as a synchronous write would have."""
+
+    def __init__(self, client):
+        import queue
+        import threading
+
+        self.client, self.queue, self.error = client, queue.Queue(), None
+        self.thread = threading.Thread(target=self._run, name="mlflow-metrics", daemon=True)
+        self.thread.start()
+
+    def put(self, run_id: str, batch: list) -> None:
+        self._raise()
+        self.queue.put((run_id, batch))
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            try:
+                if item is None:
+                    return
+                if self.error is None:
+                    run_id, batch = item
+                    for i in range(0, len(batch), 900):  # MLflow caps a batch at 1000 metrics
+                        self.client.log_batch(run_id, metrics=batch[i:i + 900])
+            except Exception as exc:  # kept for the training thread
+                self.error = exc
+            finally:
+                self.queue.task_done()
+
+    def flush(self) -> None:
+        self.queue.join()
+        self._raise()
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
 
 
 def _param(value) -> str:
