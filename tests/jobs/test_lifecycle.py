@@ -121,9 +121,53 @@ def test_a_job_held_by_another_process_is_reported_running_and_never_run_twice(b
     assert statuses(job.run_key) == ["FINISHED"]
 
 
+def _wait_for(path, text: str, proc, timeout: float = 300) -> str:
+    """The log at `path` (of `proc`) once it contains `text`."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        log = path.read_text() if path.is_file() else ""
+        if text in log:
+            return log
+        if proc.poll() is not None:
+            raise AssertionError(f"{text!r} never came: the process exited {proc.returncode}:\n{log[-3000:]}")
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} not in {path} after {timeout:.0f} s:\n{log[-3000:]}")
+
+
+def _stop_outside_a_write(proc, db) -> None:
+    """SIGSTOP `proc` at a moment it holds no SQLite write lock (else the other process would wait on it)."""
+    import signal
+    import sqlite3
+    import time
+
+    while True:
+        os.kill(proc.pid, signal.SIGSTOP)
+        con = sqlite3.connect(db, timeout=0)
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            con.rollback()
+            return
+        except sqlite3.OperationalError:  # mid-transaction: let it finish
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.05)
+        finally:
+            con.close()
+
+
 @pytest.mark.slow  # two bench processes
-def test_two_concurrent_bench_runs_on_a_fresh_home_share_the_work(tmp_path, folder_root):
+def test_two_concurrent_bench_runs_on_a_fresh_home_share_the_work(tmp_path, folder_root, monkeypatch):
+    """A trains zeroshot and is frozen (SIGSTOP) inside ft, holding its lock; B, started then, finds zeroshot
+    done, skips ft (held), trains flyp and waits for ft; A, thawed, finishes ft and reuses B's flyp. Each job is
+    trained by exactly one process, both processes trained, one waited, and MLflow has one run per job."""
+    import re
+    import signal
+
+    from bench.runtime.locks import job_lock
+
     home = tmp_path / "fresh"  # no mlflow.db yet: both processes race to create it
+    monkeypatch.setenv("BENCH_HOME", str(home))
     env = {**os.environ, "BENCH_HOME": str(home), "TQDM_DISABLE": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     cfg = tmp_path / "a.yaml"
@@ -131,9 +175,37 @@ def test_two_concurrent_bench_runs_on_a_fresh_home_share_the_work(tmp_path, fold
     args = [sys.executable, "-m", "bench", "run", "--folder", str(folder_root), "--methods", "zeroshot,ft,flyp",
             "--wise-ft", "--config", str(cfg), "--model", "bench-tiny", "--pretrained", "none", "--workers", "0",
             "--set", "epochs=2", "--set", "batch_size=8", "--set", "warmup=2", "--set", "lr=1e-3"]
-    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+
+    def start(log):
+        with open(log, "w") as out:
+            return subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+
+    a = start(logs[0])
+    procs = [a]
+    try:
+        line = re.search(r"== job 2/3: (\S+) \((\w+)\)", _wait_for(logs[0], "== job 2/3", a)).group(0, 1, 2)
+        ft_name, ft_key = line[1], line[2]
+        assert "-ft-" in ft_name
+        while not job_lock(ft_key).busy():  # A is inside ft's lifecycle
+            assert a.poll() is None, logs[0].read_text()[-3000:]
+        _stop_outside_a_write(a, home / "mlflow.db")
+        procs.append(start(logs[1]))
+        _wait_for(logs[1], "== waiting for", procs[1])  # B trained what it could and now waits for ft
+    finally:
+        os.kill(a.pid, signal.SIGCONT)
+        for p in procs:
+            p.wait(timeout=600)
+    text = [log.read_text() for log in logs]
+    assert [p.returncode for p in procs] == [0, 0], [t[-2000:] for t in text]
+
+    def trained(t):  # jobs whose epochs this process ran
+        return set(re.findall(r"\[(\S+)\] epoch 2/2 loss", t))
+
+    flyp_name = ft_name.replace("-ft-", "-flyp-")
+    assert trained(text[0]) == {ft_name} and trained(text[1]) == {flyp_name}  # both trained, never the same job
+    assert f"{ft_name}: skipped for now" in text[1] and f"waiting for {ft_name}" in text[1]  # B waited for ft
+    assert "zeroshot" in text[0].split("== job 2/3")[0] and "already done" in text[1]  # A did zeroshot, B reused it
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     found = client.search_runs([client.get_experiment_by_name("folder").experiment_id])
     keys = [r.data.tags["bench.run_key"] for r in found]
@@ -143,6 +215,7 @@ def test_two_concurrent_bench_runs_on_a_fresh_home_share_the_work(tmp_path, fold
         if run.data.tags["bench.kind"] == "job" and run.data.tags["bench.method"] != "zeroshot":
             steps = [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")]
             assert steps == [1, 2]  # every epoch logged once
+            assert run.data.tags["bench.resumed_from"] == "fresh"
 
 
 def test_a_full_disk_while_checkpointing_is_one_clear_error_and_the_last_checkpoint_survives(tmp_path, monkeypatch):
