@@ -278,6 +278,8 @@ def cmd_sweep(args) -> int:
                 raise
             continue  # --executor slurm without --wait: submitted; the next task's sweep
         failed += len(outcome.failed)
+        if outcome.parent_run_id is None and args.executor == "slurm" and set(outcome.states) == {"done"}:
+            outcome.parent_run_id = _close_submitted_parent(sw)
         print(_result_table(sw, outcome))
         if outcome.parent_run_id:
             _record_best(sw, outcome.parent_run_id)
@@ -306,6 +308,18 @@ def _alphas(sw) -> list[float]:
     if sw.suite == "folder":
         return list(DEFAULT_ALPHAS)
     return list(load_suite(sw.suite).get("wiseft", {}).get("alphas", DEFAULT_ALPHAS))
+
+
+def _close_submitted_parent(sw) -> str | None:
+    """A sweep submitted to SLURM without --wait left its parent run KILLED; once every job is done, the next
+    `bench sweep` (or --wait) finds nothing to launch and ends the parent FINISHED, with the best point."""
+    from bench.tracking.runs import MlflowTracker
+
+    tracker = MlflowTracker(sw.experiment)
+    parent = tracker.find_parent(sw.key)
+    if parent and tracker.client.get_run(parent).info.status != "FINISHED":
+        tracker.set_status(parent, "FINISHED")
+    return parent
 
 
 def _record_best(sw, parent_run_id: str) -> None:

@@ -77,6 +77,11 @@ def test_two_job_sweep_runs_on_slurm_and_status_shows_slurm_states(slurm, bench_
                   and r.data.tags.get("bench.hparam_idx")) == ["FINISHED", "FINISHED"]
     log = Path(records[0]["folder"]) / f"{records[0]['job_id']}_0_log.out"
     assert "epoch 1/1" in log.read_text()
+    # Submitted without --wait, the parent is left KILLED; a rerun that finds every job done closes it FINISHED.
+    client.set_terminated(parent[0].info.run_id, status="KILLED")
+    assert main(args) == 0
+    assert "launching 0" in capsys.readouterr().out
+    assert client.get_run(parent[0].info.run_id).info.status == "FINISHED"
 
     assert main(["status", "--folder", str(folder_root), "--methods", "ft", *TINY[:4], "--set", "epochs=1"]) == 0
     status = capsys.readouterr().out
@@ -164,3 +169,22 @@ def test_job_over_two_cpu_processes_runs_in_one_allocation(slurm, bench_home, fo
     client = MlflowClient(tracking_uri())
     (found,) = client.search_runs([client.get_experiment_by_name("folder").experiment_id])
     assert found.info.status == "FINISHED" and found.data.params["runtime.processes"] == "2"
+
+
+@pytest.mark.slow
+def test_a_job_that_fails_for_a_real_error_is_not_requeued(slurm, bench_home, folder_root, capsys):
+    # batch_size 7 cannot split over 2 processes: each rank raises on the node, after submission
+    run = ["run", "--methods", "ft", "--folder", str(folder_root), *TINY, "--set", "epochs=1", "--set", "batch_size=7",
+           "--gpus", "2", "--executor", "slurm", "--wait"]
+    assert main(run) == 2
+    captured = capsys.readouterr()
+    (record,) = slurm_record(bench_home)
+    assert f"SLURM job {record['job_id']} ended FAILED" in captured.out + captured.err
+    from bench.sweeps.slurm_executor import slurm_states
+
+    assert slurm_states([record["job_id"]])[record["job_id"]] == "FAILED"
+    log = (Path(record["folder"]) / f"{record['job_id']}_0_log.out").read_text()
+    assert "(restart" not in log and "requeueing" not in log
+    client = MlflowClient(tracking_uri())
+    (found,) = client.search_runs([client.get_experiment_by_name("folder").experiment_id])
+    assert found.info.status == "FAILED" and "batch_size 7" in found.data.tags["bench.error"]
