@@ -268,8 +268,11 @@ class TrainData:
         self.sampler = train_sampler(self.samples, batch_size, rank)
         order = self.sampler if self.sampler is not None else RandomSampler(self.samples, generator=self.generator)
         self.indices = EpochIndices(order)
+        # The loader's own generator: without one, each new loader iterator (every epoch without persistent
+        # workers, only the first with them) draws its worker seed from the global RNG, which FLYP's template
+        # draws then see shifted. Worker seeds do not matter here (SeededSamples seeds every sample).
         self.loader = make_loader(self.samples, batch_size // rank.world, local_workers(workers, rank), device=device,
-                                  sampler=self.indices, drop_last=drop_last)
+                                  sampler=self.indices, drop_last=drop_last, generator=torch.Generator())
         if len(self.loader) == 0:
             raise BenchError(f"No full training batch: {len(self.samples)} training images over batch_size {batch_size}"
                              " with --compile (which drops the short last batch). Lower batch_size (--set batch_size=N).")

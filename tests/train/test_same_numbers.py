@@ -12,15 +12,17 @@ from bench.train.engine import TrainData
 EPOCHS, BATCH = 2, 8
 
 
-def _batches(train_set, workers: int, rank: Rank) -> list[list[torch.Tensor]]:
-    """Per epoch, the images of each step of `rank`, as the engine's loader yields them."""
+def _batches(train_set, workers: int, rank: Rank) -> tuple[list[list[torch.Tensor]], list[float]]:
+    """Per epoch, the images of each step of `rank`, as the engine's loader yields them, and what the main
+    process's RNG draws after the pass (FLYP's template draws come from it: loading must leave it alone)."""
     data = TrainData(train_set, 0, BATCH, workers, rank)
-    out = []
+    out, after = [], []
     for epoch in range(EPOCHS):
-        torch.manual_seed(1000 + workers)  # the main process's RNG must not matter
+        torch.manual_seed(1000 + epoch)  # as the engine seeds every epoch
         data.set_epoch(epoch, 17 + epoch)
         out.append([images for images, _ in data.loader])
-    return out
+        after.append(torch.rand(()).item())
+    return out, after
 
 
 def test_training_images_do_not_depend_on_workers_or_processes(bench_home, folder_root):
@@ -31,10 +33,12 @@ def test_training_images_do_not_depend_on_workers_or_processes(bench_home, folde
     name, spec = folder_task(str(folder_root))
     task = build_task(name, spec, seed=0)
     train_set = task.source.split(task.train_split, load_model("bench-tiny", None).train_transform)
-    one = _batches(train_set, 0, Rank())
+    one, rng_one = _batches(train_set, 0, Rank())
     assert not torch.equal(one[0][0], one[1][0])  # epochs draw other crops (and orders)
-    assert all(torch.equal(a, b) for e, f in zip(one, _batches(train_set, 2, Rank())) for a, b in zip(e, f))
-    ranks = [_batches(train_set, 0, Rank(r, 2)) for r in range(2)]
+    two_workers, rng_two = _batches(train_set, 2, Rank())
+    assert all(torch.equal(a, b) for e, f in zip(one, two_workers) for a, b in zip(e, f))
+    assert rng_one == rng_two  # persistent workers (no new iterator in epoch 2) leave the global RNG alike
+    ranks = [_batches(train_set, 0, Rank(r, 2))[0] for r in range(2)]
     for epoch in range(EPOCHS):
         for step, whole in enumerate(one[epoch]):
             merged = torch.empty_like(whole)
