@@ -79,6 +79,9 @@ def check_sqlite_store(uri: str) -> None:
     header_problem = _header_problem(db)
     if header_problem == NOT_SQLITE:
         raise BenchError(f"MLflow store {db} is not a SQLite database ({header_problem}). {aside}")
+    if header_problem and header_problem.startswith("cannot read"):
+        raise BenchError(f"MLflow store {db}: {header_problem}. Give this user read and write access to it and its "
+                         f"directory (ls -l {db}).")
     recovered = _recover_journal(db)  # a kill in mid-transaction leaves a hot journal: SQLite rolls it back
     problem = (_header_problem(db) if recovered else header_problem) or _schema_problem(db)
     if problem:

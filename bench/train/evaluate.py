@@ -29,7 +29,7 @@ def make_loader(dataset, batch_size: int, workers: int, shuffle: bool = False, g
                  "prefetch_factor": prefetch_factor}
     pin = device is not None and torch.device(device).type == "cuda"
     return Loader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers, generator=generator,
-                      drop_last=drop_last, pin_memory=pin, sampler=sampler, **extra)
+                  drop_last=drop_last, pin_memory=pin, sampler=sampler, **extra)
 
 
 def predict(fn, loader, device, context=torch.no_grad) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
