@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint-imports clean
+.PHONY: install demo test test-fast lint-imports system-deps clean
 
 install: $(STAMP)
 
@@ -22,7 +22,11 @@ demo: $(STAMP)
 lint-imports: $(STAMP)
 	$(PY) scripts/lint_imports.py
 
-test: lint-imports
+# SLURM and Chromium for the tests that use them (installed when missing, as root; else those tests skip).
+system-deps:
+	bash scripts/system_deps.sh
+
+test: lint-imports system-deps
 	$(PY) -m pytest -q
 
 # The inner loop: everything but the slow tests (subprocess kills, Ray, several processes, UI servers).

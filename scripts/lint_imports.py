@@ -34,7 +34,7 @@ def main() -> int:
         installed_layout(Path(tmp))
         env = {**os.environ, "PYTHONPATH": tmp + os.pathsep + os.environ.get("PYTHONPATH", "")}
         lint = Path(sys.executable).with_name("lint-imports")
-        command = [str(lint) if lint.exists() else "lint-imports", "--config", str(ROOT / "pyproject.toml"),
+        command = [str(lint) if lint.exists() else "lint-imports", str(ROOT / "pyproject.toml"),
                    "--no-cache"]
         return subprocess.run(command, env=env, cwd=tmp).returncode
 

@@ -12,7 +12,9 @@ from bench.config import bench_home
 from bench.hashing import stable_hash
 from bench.model.weights_file import weights_identity
 
-PROTOCOL_VERSION = 1
+# Bumped when the same job would give other numbers: 2 = per-sample seeded augmentation (a data stream
+# independent of --workers and --gpus), so a study never mixes runs of the two streams.
+PROTOCOL_VERSION = 2
 PATH_KEYS = {"root"}
 
 

@@ -42,8 +42,10 @@ def test_sweep_parent_carries_best_trial_and_true_sample_count(bench_home, folde
     client = MlflowClient(tracking_uri())
     found = client.search_runs([client.get_experiment_by_name("folder").experiment_id])
     (parent,) = [r for r in found if r.data.tags.get("bench.kind") == "sweep"]
-    children = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    nested = [r for r in found if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    children = [r for r in nested if r.data.tags.get("bench.kind") == "job"]  # the trials; soups nest there too
     assert parent.data.params["sweep.num_samples"] == "1" and len(children) == 2
+    assert sorted(r.data.tags.get("bench.kind") for r in nested if r not in children) == ["soup", "soup"]
     top = max(r.data.metrics["sel/val/top1"] for r in children)
     (best,) = [r for r in children if r.info.run_id == parent.data.tags["bench.best_run_ids"]]
     assert best.data.metrics["sel/val/top1"] == top == pytest.approx(parent.data.metrics["sel/val/top1"])
