@@ -122,6 +122,10 @@ def build_plan(suite: str | None = None, folder: str | None = None, tasks=None, 
     if "wiseft" in method_names and not bases:
         finetuners = [m for m in METHODS.names() if not METHODS.meta(m).get("derived") and METHODS.get(m).wiseft]
         raise BenchError(f"wiseft interpolates finished finetuning runs: add one of {', '.join(finetuners)} to --methods.")
+    if "soup" in method_names:  # soups need K >= 2 finished configurations: a sweep or --tune makes them
+        raise BenchError("soup averages the finished configurations of a sweep, so it is not a method to list: run "
+                         "`bench run --methods ft,flyp --tune N` or `bench sweep --methods ft`, which make the uniform "
+                         "and greedy soups of every (task, method, seed) with at least 2 configurations.")
 
     seed_list = _seeds(seeds if seeds is not None else cfg.get("seeds", spec["seeds"]))
     model_cfg = {**spec.get("model", {}), **cfg.get("model", {})}

@@ -64,3 +64,14 @@ def test_soups_over_different_zero_shot_starts_are_refused(folder_root):
     with pytest.raises(BenchError, match="different zero-shot weights"):
         check_compatible([{"run_key": "k1", "arch": "toy-clip", "weights": "sha:1", "activation": "gelu"},
                           {"run_key": "k2", "arch": "toy-clip", "weights": "sha:2", "activation": "gelu"}])
+
+
+def test_soup_listed_as_a_method_is_refused_with_the_way_to_make_soups():
+    """`--methods soup` alone would run nothing: it is refused with the commands that make soups."""
+    import pytest
+
+    from bench.errors import BenchError
+    from bench.jobs.plan import build_plan
+
+    with pytest.raises(BenchError, match="--tune N"):
+        build_plan(methods="ft,soup", check_data=False)
